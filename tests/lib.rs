@@ -1,0 +1,1 @@
+//! Integration tests live in the t*.rs files of this directory.
