@@ -1,1 +1,19 @@
-//! shale-raft
+//! shale-raft: the openraft glue of Shale.
+//!
+//! So far this crate holds the durable Raft log store ([`LogStore`]), generic over the openraft
+//! type config. The state-machine adapter and the network come next.
+
+mod error;
+mod log_store;
+mod meta_file;
+mod open;
+mod segment;
+mod state;
+pub mod types;
+mod writer;
+
+pub use error::LogStoreError;
+pub use log_store::{segment_path, LogReader, LogStore, LogStoreOptions};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,399 @@
+//! [`MvccStore`]: the multi-version key-value store.
+//!
+//! Model: every write request gets the next main revision; each key it changes gets a
+//! `(main, sub)` revision and the change is stored under that revision (see [`crate::record`]).
+//! The in-memory [`TreeIndex`] maps each key to its revision history, so a read at revision
+//! `r` looks up, per key, the latest change `<= r` and fetches it from storage.
+//!
+//! Concurrency and invariants:
+//! * One applier at a time holds an [`ApplyBatch`] (a mutex). Its changes go into the index at
+//!   once (at revisions above the published one) and into one storage [`WriteBatch`].
+//! * Readers read at `min(requested, published)`; index entries above the published revision
+//!   are invisible to them, so a half-applied batch is never observed.
+//! * The published revision advances only after the storage batch (which also carries the
+//!   caller's applied-index write) has committed.
+//! * Compaction never blocks: it publishes the new compact revision, then compacts the index in
+//!   chunks and deletes old revisions in small batches on a background thread. A read that
+//!   races a compaction above its revision finds a change missing and reports `compacted`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use shale_api::error::EtcdError;
+use shale_api::mvccpb::KeyValue;
+use shale_storage::{Engine, WriteBatch};
+
+use crate::compactor::Compactor;
+use crate::error::{Error, Result};
+use crate::key_range::KeyRange;
+use crate::record::{self, decode_i64, kv_key, parse_kv_key};
+use crate::revision::Revision;
+use crate::tree_index::TreeIndex;
+
+/// Options of a read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// Maximum number of keys to return, 0 = all.
+    pub limit: usize,
+    /// Revision to read at, 0 (or negative) = newest.
+    pub rev: i64,
+    /// Return only the count.
+    pub count_only: bool,
+}
+
+/// The result of a read: the key-values, the total count in range, the current revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    pub count: usize,
+    pub rev: i64,
+}
+
+pub(crate) struct Shared {
+    pub engine: Arc<dyn Engine>,
+    pub index: RwLock<TreeIndex>,
+    pub rev: AtomicI64,
+    pub compact_rev: AtomicI64,
+}
+
+/// The MVCC store. Cheap to share behind an `Arc`.
+pub struct MvccStore {
+    pub(crate) shared: Arc<Shared>,
+    write_lock: Mutex<()>,
+    compactor: Compactor,
+}
+
+impl MvccStore {
+    /// Opens the store on `engine`, rebuilding the index from the stored history and resuming
+    /// an unfinished compaction.
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
+        let mut index = TreeIndex::new();
+        let mut rev = 0i64;
+        let start = [record::KV_PREFIX];
+        let end = [record::KV_PREFIX + 1];
+        for item in engine.scan(std::ops::Bound::Included(&start[..]), std::ops::Bound::Excluded(&end[..])) {
+            let (k, v) = item?;
+            let (r, tombstone) = parse_kv_key(&k)?;
+            let kv = record::decode_kv(&v)?;
+            rev = rev.max(r.main);
+            if tombstone {
+                if !index.tombstone(&kv.key, r) {
+                    // A tombstone whose puts were compacted away: nothing visible to restore.
+                }
+                continue;
+            }
+            match index.entry(&kv.key) {
+                Some(ki) if !ki.is_deleted() => ki.put(r),
+                _ => index.restore(&kv.key, Revision::new(kv.create_revision, 0), r, kv.version),
+            }
+        }
+        // etcd starts with "never compacted" = -1 and an empty store at revision 1.
+        let compact = match engine.get(record::META_COMPACT)? {
+            Some(v) => decode_i64(&v)?,
+            None => -1,
+        };
+        let done = match engine.get(record::META_COMPACT_DONE)? {
+            Some(v) => decode_i64(&v)?,
+            None => 0,
+        };
+        let rev = rev.max(compact).max(1);
+        let shared = Arc::new(Shared {
+            engine,
+            index: RwLock::new(index),
+            rev: AtomicI64::new(rev),
+            compact_rev: AtomicI64::new(compact),
+        });
+        let compactor = Compactor::start(shared.clone());
+        if compact > done {
+            compactor.schedule(compact);
+        }
+        Ok(Self { shared, write_lock: Mutex::new(()), compactor })
+    }
+
+    /// The newest published revision.
+    pub fn current_revision(&self) -> i64 {
+        self.shared.rev.load(Ordering::Acquire)
+    }
+
+    /// The newest compaction revision (reads below it fail with `compacted`).
+    pub fn compact_revision(&self) -> i64 {
+        self.shared.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// The storage engine (for the state machine's own tables).
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.shared.engine
+    }
+
+    /// Number of keys with history in the index.
+    pub fn key_count(&self) -> usize {
+        self.shared.index.read().len()
+    }
+
+    /// Reads `range` at `opts.rev` (0 = newest).
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let cur = self.current_revision();
+        self.shared.range_at(range, opts, cur, None)
+    }
+
+    /// Starts the (single) write batch. Blocks while another batch is open.
+    pub fn begin(&self) -> ApplyBatch<'_> {
+        let guard = self.write_lock.lock();
+        ApplyBatch {
+            store: self,
+            _guard: guard,
+            rev: self.current_revision(),
+            pending: std::collections::HashMap::new(),
+            batch: WriteBatch::new(),
+            events: Vec::new(),
+            compaction: None,
+        }
+    }
+
+    /// Waits until every scheduled compaction has finished deleting (tests, HashKV).
+    pub fn wait_compaction(&self) {
+        self.compactor.wait_idle();
+    }
+
+    /// Fetches the change stored at `rev` for `key` (`None` if compacted away).
+    pub fn get_at_revision(&self, rev: Revision) -> Result<Option<KeyValue>> {
+        self.shared.fetch(rev, None)
+    }
+}
+
+impl Shared {
+    /// Fetches a stored change, looking at the pending batch first.
+    pub(crate) fn fetch(
+        &self,
+        rev: Revision,
+        pending: Option<&std::collections::HashMap<Revision, KeyValue>>,
+    ) -> Result<Option<KeyValue>> {
+        if let Some(kv) = pending.and_then(|p| p.get(&rev)) {
+            return Ok(Some(kv.clone()));
+        }
+        match self.engine.get(&kv_key(rev, false))? {
+            Some(v) => Ok(Some(record::decode_kv(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn range_at(
+        &self,
+        range: &KeyRange,
+        opts: RangeOptions,
+        cur: i64,
+        pending: Option<&std::collections::HashMap<Revision, KeyValue>>,
+    ) -> Result<RangeResult> {
+        if opts.rev > cur {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let at = if opts.rev <= 0 { cur } else { opts.rev };
+        if at < self.compact_rev.load(Ordering::Acquire) {
+            return Err(EtcdError::Compacted.into());
+        }
+        if opts.count_only {
+            let count = self.index.read().count(range, at);
+            return Ok(RangeResult { kvs: Vec::new(), count, rev: cur });
+        }
+        let (revs, count) = self.index.read().revisions(range, at, opts.limit);
+        let mut kvs = Vec::with_capacity(revs.len());
+        for (key, a) in revs {
+            match self.fetch(a.modified, pending)? {
+                Some(kv) => kvs.push(kv),
+                None => {
+                    if at < self.compact_rev.load(Ordering::Acquire) {
+                        return Err(EtcdError::Compacted.into());
+                    }
+                    return Err(Error::Corrupt(format!(
+                        "key {:?} revision {} is indexed but not stored",
+                        String::from_utf8_lossy(&key),
+                        a.modified
+                    )));
+                }
+            }
+        }
+        Ok(RangeResult { kvs, count, rev: cur })
+    }
+}
+
+/// A change made by a write request, as watchers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The new state (for a delete: only key and mod_revision are set, as in etcd).
+    pub kv: KeyValue,
+    /// The previous state of the key, if it existed.
+    pub prev: Option<KeyValue>,
+    pub is_delete: bool,
+}
+
+/// Everything a committed batch changed, in revision order.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub changes: Vec<Change>,
+    /// Published revision after the batch.
+    pub rev: i64,
+    /// A compaction performed by the batch.
+    pub compacted: Option<i64>,
+}
+
+/// The open write batch of the applier. Dropping it without `commit` is only allowed when the
+/// member is about to stop (the index already holds its changes).
+pub struct ApplyBatch<'a> {
+    store: &'a MvccStore,
+    _guard: parking_lot::MutexGuard<'a, ()>,
+    rev: i64,
+    pending: std::collections::HashMap<Revision, KeyValue>,
+    batch: WriteBatch,
+    events: Vec<Change>,
+    compaction: Option<i64>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    /// The revision of the last write in this batch (or the published one).
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.store.compact_revision()
+    }
+
+    /// Starts a write request; it gets revision `rev() + 1` if it changes anything.
+    pub fn write(&mut self) -> WriteTxn<'_, 'a> {
+        let begin = self.rev;
+        WriteTxn { b: self, begin, subs: 0 }
+    }
+
+    /// Reads as of the batch's newest write.
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        self.store.shared.range_at(range, opts, self.rev, Some(&self.pending))
+    }
+
+    /// Schedules a compaction at `rev`; deterministic errors as etcd's.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        let cur_compact = self.compaction.unwrap_or_else(|| self.store.compact_revision());
+        if rev <= cur_compact {
+            return Err(EtcdError::Compacted.into());
+        }
+        if rev > self.rev {
+            return Err(EtcdError::FutureRev.into());
+        }
+        self.batch.put(record::META_COMPACT.to_vec(), record::encode_i64(rev));
+        self.compaction = Some(rev);
+        Ok(())
+    }
+
+    /// Adds a write of the caller's own tables (applied index, leases) to the atomic batch.
+    pub fn put_meta(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch.put(key, value);
+    }
+
+    pub fn delete_meta(&mut self, key: Vec<u8>) {
+        self.batch.delete(key);
+    }
+
+    /// Commits the batch atomically, then publishes its revision and compaction.
+    pub fn commit(self) -> Result<Committed> {
+        let shared = &self.store.shared;
+        if !self.batch.is_empty() {
+            shared.engine.write(self.batch)?;
+        }
+        shared.rev.store(self.rev, Ordering::Release);
+        if let Some(c) = self.compaction {
+            shared.compact_rev.store(c, Ordering::Release);
+            self.store.compactor.schedule(c);
+        }
+        Ok(Committed { changes: self.events, rev: self.rev, compacted: self.compaction })
+    }
+}
+
+/// One write request inside an [`ApplyBatch`].
+pub struct WriteTxn<'b, 'a> {
+    b: &'b mut ApplyBatch<'a>,
+    begin: i64,
+    subs: i64,
+}
+
+impl WriteTxn<'_, '_> {
+    /// The revision reads in this request see: the request's own revision once it wrote.
+    pub fn read_rev(&self) -> i64 {
+        if self.subs > 0 {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+
+    /// The revision this request writes at.
+    pub fn write_rev(&self) -> i64 {
+        self.begin + 1
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.subs > 0
+    }
+
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        self.b.store.shared.range_at(range, opts, self.read_rev(), Some(&self.b.pending))
+    }
+
+    /// Latest state of one key as seen by this request.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let shared = &self.b.store.shared;
+        let at = shared.index.read().get(key, self.read_rev());
+        match at {
+            Some(a) => shared.fetch(a.modified, Some(&self.b.pending)),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts `key`; returns the new key-value.
+    pub fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<KeyValue> {
+        let prev = self.get(&key)?;
+        let rev = Revision::new(self.begin + 1, self.subs);
+        let (create_revision, version) = match &prev {
+            Some(p) => (p.create_revision, p.version + 1),
+            None => (rev.main, 1),
+        };
+        let kv = KeyValue { key: key.clone(), create_revision, mod_revision: rev.main, version, value, lease };
+        self.b.batch.put(kv_key(rev, false), record::encode_kv(&kv));
+        self.b.store.shared.index.write().put(&key, rev);
+        self.b.pending.insert(rev, kv.clone());
+        self.b.events.push(Change { kv: kv.clone(), prev, is_delete: false });
+        self.subs += 1;
+        Ok(kv)
+    }
+
+    /// Deletes every live key of `range`; returns the deleted key-values.
+    pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>> {
+        let keys = self.b.store.shared.index.read().live_keys(range);
+        let mut deleted = Vec::with_capacity(keys.len());
+        for key in keys {
+            let prev = self.get(&key)?;
+            let rev = Revision::new(self.begin + 1, self.subs);
+            if !self.b.store.shared.index.write().tombstone(&key, rev) {
+                continue;
+            }
+            let tomb = record::tombstone_kv(&key);
+            self.b.batch.put(kv_key(rev, true), record::encode_kv(&tomb));
+            self.subs += 1;
+            let mut ev_kv = tomb;
+            ev_kv.mod_revision = rev.main;
+            if let Some(p) = &prev {
+                deleted.push(p.clone());
+            }
+            self.b.events.push(Change { kv: ev_kv, prev, is_delete: true });
+        }
+        Ok(deleted)
+    }
+}
+
+impl Drop for WriteTxn<'_, '_> {
+    fn drop(&mut self) {
+        if self.subs > 0 {
+            self.b.rev = self.begin + 1;
+        }
+    }
+}

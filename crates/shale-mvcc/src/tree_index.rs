@@ -1,0 +1,199 @@
+//! [`TreeIndex`]: an ordered map from key to [`KeyIndex`], the in-memory index of all history.
+//!
+//! Reads ask "which revision of each key in this range is visible at revision `r`?"; the
+//! values themselves live in storage under those revisions. The index only grows at
+//! revisions above the published revision, so readers at a published revision see a stable
+//! answer while the applier is adding the next changes.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::key_index::{KeyAt, KeyIndex};
+use crate::key_range::KeyRange;
+use crate::revision::Revision;
+
+/// The index of every key's history.
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Bytes, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+        self.keys.get(key)?.get(at)
+    }
+
+    pub fn put(&mut self, key: &Bytes, rev: Revision) {
+        match self.keys.get_mut(key.as_ref()) {
+            Some(ki) => ki.put(rev),
+            None => {
+                let mut ki = KeyIndex::new();
+                ki.put(rev);
+                self.keys.insert(key.clone(), ki);
+            }
+        }
+    }
+
+    /// Records a delete; false when the key is not live.
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    /// Loading path: see [`KeyIndex::restore`].
+    pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
+        self.keys.entry(key.clone()).or_default().restore(created, modified, version);
+    }
+
+    /// Loading path for a change that continues the current generation.
+    pub fn entry(&mut self, key: &Bytes) -> Option<&mut KeyIndex> {
+        self.keys.get_mut(key.as_ref())
+    }
+
+    /// Visits every key of `range` visible at `at`, in key order, until `f` returns false.
+    pub fn visit(&self, range: &KeyRange, at: i64, mut f: impl FnMut(&Bytes, KeyAt) -> bool) {
+        for (k, ki) in self.keys.range::<[u8], _>(range.bounds()) {
+            if let Some(a) = ki.get(at) {
+                if !f(k, a) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` (0 = all) visible keys of `range` at `at`, and the total visible count.
+    pub fn revisions(&self, range: &KeyRange, at: i64, limit: usize) -> (Vec<(Bytes, KeyAt)>, usize) {
+        let mut out = Vec::new();
+        let mut total = 0;
+        self.visit(range, at, |k, a| {
+            if limit == 0 || out.len() < limit {
+                out.push((k.clone(), a));
+            }
+            total += 1;
+            true
+        });
+        (out, total)
+    }
+
+    /// Number of keys of `range` visible at `at`.
+    pub fn count(&self, range: &KeyRange, at: i64) -> usize {
+        let mut n = 0;
+        self.visit(range, at, |_, _| {
+            n += 1;
+            true
+        });
+        n
+    }
+
+    /// Live keys of `range` at the newest revision (used by deletes).
+    pub fn live_keys(&self, range: &KeyRange) -> Vec<Bytes> {
+        self.keys
+            .range::<[u8], _>(range.bounds())
+            .filter(|(_, ki)| !ki.is_deleted())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Compacts up to `chunk` keys starting after `after` (exclusive); adds kept revisions to
+    /// `keep`. Returns the last key visited, or `None` when the end was reached.
+    pub fn compact_chunk(
+        &mut self,
+        at: i64,
+        after: Option<&Bytes>,
+        chunk: usize,
+        keep: &mut std::collections::HashSet<Revision>,
+    ) -> Option<Bytes> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(k.as_ref()),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        let mut empty = Vec::new();
+        for (n, (k, ki)) in self.keys.range_mut::<[u8], _>((start, Bound::Unbounded)).enumerate() {
+            if n == chunk {
+                return {
+                    for e in empty {
+                        self.keys.remove::<Bytes>(&e);
+                    }
+                    last
+                };
+            }
+            if let Some(r) = ki.compact(at) {
+                keep.insert(r);
+            }
+            if ki.is_empty() {
+                empty.push(k.clone());
+            }
+            last = Some(k.clone());
+        }
+        for e in empty {
+            self.keys.remove::<Bytes>(&e);
+        }
+        None
+    }
+
+    /// Revisions that a compaction at `at` keeps (the visible, non-deleted change of each key).
+    pub fn keep(&self, at: i64) -> std::collections::HashSet<Revision> {
+        self.keys.values().filter_map(|ki| ki.keep(at)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn range_count_and_limit() {
+        let mut t = TreeIndex::new();
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            t.put(&b(k), Revision::new(i as i64 + 2, 0));
+        }
+        t.tombstone(b"b", Revision::new(6, 0));
+        let all = KeyRange::From(b("a"));
+        let (revs, total) = t.revisions(&all, 6, 2);
+        assert_eq!(total, 3);
+        assert_eq!(revs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![b("a"), b("c")]);
+        assert_eq!(t.count(&all, 5), 4);
+        assert_eq!(t.count(&all, 3), 2);
+        assert_eq!(t.live_keys(&all).len(), 3);
+    }
+
+    #[test]
+    fn chunked_compaction_visits_everything() {
+        let mut t = TreeIndex::new();
+        for i in 0..100i64 {
+            let k = Bytes::from(format!("k{i:03}"));
+            t.put(&k, Revision::new(i * 2 + 2, 0));
+            if i % 2 == 0 {
+                t.tombstone(&k, Revision::new(i * 2 + 3, 0));
+            }
+        }
+        let mut keep = std::collections::HashSet::new();
+        let mut after = None;
+        loop {
+            after = t.compact_chunk(1000, after.as_ref(), 7, &mut keep);
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(keep.len(), 50);
+        assert_eq!(t.len(), 50);
+    }
+}
