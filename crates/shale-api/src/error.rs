@@ -229,7 +229,11 @@ mod tests {
         let mut seen = HashSet::new();
         for e in EtcdError::ALL {
             assert!(e.message().starts_with("etcdserver: "), "{e:?}");
-            assert!(seen.insert(e.message()), "duplicate message {}", e.message());
+            assert!(
+                seen.insert(e.message()),
+                "duplicate message {}",
+                e.message()
+            );
             assert_eq!(e.to_string(), e.message());
         }
     }
@@ -238,25 +242,93 @@ mod tests {
     fn design_table_rows() {
         use EtcdError::*;
         let rows = [
-            (EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
-            (LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
-            (TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
-            (InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
-            (RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
-            (LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
-            (LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (
+                EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                ValueProvided,
+                Code::InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                LeaseProvided,
+                Code::InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
+            (
+                TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                KeyNotFound,
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                InvalidSortOption,
+                Code::InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
             (NoLeader, Code::Unavailable, "etcdserver: no leader"),
-            (LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
+            (
+                LeaderChanged,
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
             (Timeout, Code::Unavailable, "etcdserver: request timed out"),
-            (InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
-            (PermissionDenied, Code::PermissionDenied, "etcdserver: permission denied"),
-            (AuthFailed, Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            (
+                InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
         ];
         for (e, code, msg) in rows {
             assert_eq!(e.code(), code, "{e:?}");
@@ -289,7 +361,10 @@ mod tests {
     #[cfg(feature = "grpc")]
     #[test]
     fn code_matches_tonic_numbering() {
-        assert_eq!(tonic::Code::from(Code::Unauthenticated), tonic::Code::Unauthenticated);
+        assert_eq!(
+            tonic::Code::from(Code::Unauthenticated),
+            tonic::Code::Unauthenticated
+        );
         assert_eq!(tonic::Code::from(Code::DataLoss), tonic::Code::DataLoss);
         assert_eq!(tonic::Code::from(Code::OutOfRange), tonic::Code::OutOfRange);
     }

@@ -70,7 +70,8 @@ pub mod shalepb {
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every `.proto` file of this
 /// crate (with imports and source info), e.g. for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shale_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/shale_descriptor.bin"));
 
 #[cfg(test)]
 mod tests;

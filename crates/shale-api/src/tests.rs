@@ -115,10 +115,12 @@ fn wire_numbers_match_etcd() {
     assert_eq!(c.encode_to_vec(), vec![0x82, 0x04, 1, b'z']);
     // WatchResponse.events is field 11; RangeStreamResponse wraps field 1.
     let w = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: Bytes::from_static(b"k"),
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: Bytes::from_static(b"k"),
+                ..Default::default()
+            },
+        )),
     };
     assert_eq!(w.encode_to_vec(), vec![0x0a, 3, 0x0a, 1, b'k']);
     let rs = RangeStreamResponse {
@@ -150,5 +152,8 @@ fn service_names_match_etcd_paths() {
     assert_eq!(maintenance_server::SERVICE_NAME, "etcdserverpb.Maintenance");
     assert_eq!(auth_server::SERVICE_NAME, "etcdserverpb.Auth");
     // Full method path as the router sees it.
-    assert_eq!(format!("/{}/Range", kv_server::SERVICE_NAME), "/etcdserverpb.KV/Range");
+    assert_eq!(
+        format!("/{}/Range", kv_server::SERVICE_NAME),
+        "/etcdserverpb.KV/Range"
+    );
 }

@@ -39,8 +39,7 @@ use crate::error::EtcdError;
 use crate::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::etcdserverpb::request_op::Request;
 use crate::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 
 /// etcd's default limits (server flags in parentheses).
@@ -167,7 +166,6 @@ pub fn check_intervals(reqs: &[RequestOp]) -> Result<(), EtcdError> {
 }
 
 /// Keys put and ranges deleted by `reqs`, for the caller's level.
-
 fn intervals(reqs: &[RequestOp]) -> Result<(HashSet<Bytes>, Vec<DelRange>), EtcdError> {
     // Deletes of this level first, so lower-level puts are checked against them.
     let mut dels: Vec<DelRange> = reqs

@@ -69,36 +69,7 @@ impl MvccStore {
     /// Opens the store on `engine`, rebuilding the index from the stored history and resuming
     /// an unfinished compaction.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
-        let mut index = TreeIndex::new();
-        let mut rev = 0i64;
-        let start = [record::KV_PREFIX];
-        let end = [record::KV_PREFIX + 1];
-        for item in engine.scan(std::ops::Bound::Included(&start[..]), std::ops::Bound::Excluded(&end[..])) {
-            let (k, v) = item?;
-            let (r, tombstone) = parse_kv_key(&k)?;
-            let kv = record::decode_kv(&v)?;
-            rev = rev.max(r.main);
-            if tombstone {
-                if !index.tombstone(&kv.key, r) {
-                    // A tombstone whose puts were compacted away: nothing visible to restore.
-                }
-                continue;
-            }
-            match index.entry(&kv.key) {
-                Some(ki) if !ki.is_deleted() => ki.put(r),
-                _ => index.restore(&kv.key, Revision::new(kv.create_revision, 0), r, kv.version),
-            }
-        }
-        // etcd starts with "never compacted" = -1 and an empty store at revision 1.
-        let compact = match engine.get(record::META_COMPACT)? {
-            Some(v) => decode_i64(&v)?,
-            None => -1,
-        };
-        let done = match engine.get(record::META_COMPACT_DONE)? {
-            Some(v) => decode_i64(&v)?,
-            None => 0,
-        };
-        let rev = rev.max(compact).max(1);
+        let (index, rev, compact, done) = load(&*engine)?;
         let shared = Arc::new(Shared {
             engine,
             index: RwLock::new(index),
@@ -110,6 +81,21 @@ impl MvccStore {
             compactor.schedule(compact);
         }
         Ok(Self { shared, write_lock: Mutex::new(()), compactor })
+    }
+
+    /// Rebuilds the in-memory state from the engine after its content was replaced (snapshot
+    /// install). Waits for running compactions and blocks writers while it runs.
+    pub fn reload(&self) -> Result<()> {
+        let _w = self.write_lock.lock();
+        self.compactor.wait_idle();
+        let (index, rev, compact, done) = load(&*self.shared.engine)?;
+        *self.shared.index.write() = index;
+        self.shared.compact_rev.store(compact, Ordering::Release);
+        self.shared.rev.store(rev, Ordering::Release);
+        if compact > done {
+            self.compactor.schedule(compact);
+        }
+        Ok(())
     }
 
     /// The newest published revision.
@@ -161,6 +147,39 @@ impl MvccStore {
     pub fn get_at_revision(&self, rev: Revision) -> Result<Option<KeyValue>> {
         self.shared.fetch(rev, None)
     }
+}
+
+/// Rebuilds the index from stored history: (index, revision, compact revision, finished compaction).
+fn load(engine: &dyn Engine) -> Result<(TreeIndex, i64, i64, i64)> {
+    let mut index = TreeIndex::new();
+    let mut rev = 0i64;
+    let start = [record::KV_PREFIX];
+    let end = [record::KV_PREFIX + 1];
+    for item in engine.scan(std::ops::Bound::Included(&start[..]), std::ops::Bound::Excluded(&end[..])) {
+        let (k, v) = item?;
+        let (r, tombstone) = parse_kv_key(&k)?;
+        let kv = record::decode_kv(&v)?;
+        rev = rev.max(r.main);
+        if tombstone {
+            // A tombstone whose puts were compacted away leaves nothing to restore.
+            index.tombstone(&kv.key, r);
+            continue;
+        }
+        match index.entry(&kv.key) {
+            Some(ki) if !ki.is_deleted() => ki.put(r),
+            _ => index.restore(&kv.key, Revision::new(kv.create_revision, 0), r, kv.version),
+        }
+    }
+    // etcd starts with "never compacted" = -1 and an empty store at revision 1.
+    let compact = match engine.get(record::META_COMPACT)? {
+        Some(v) => decode_i64(&v)?,
+        None => -1,
+    };
+    let done = match engine.get(record::META_COMPACT_DONE)? {
+        Some(v) => decode_i64(&v)?,
+        None => -1,
+    };
+    Ok((index, rev.max(compact).max(1), compact, done))
 }
 
 impl Shared {
@@ -264,6 +283,11 @@ impl<'a> ApplyBatch<'a> {
     pub fn write(&mut self) -> WriteTxn<'_, 'a> {
         let begin = self.rev;
         WriteTxn { b: self, begin, subs: 0 }
+    }
+
+    /// Every change made so far in this batch, in order.
+    pub fn changes(&self) -> &[Change] {
+        &self.events
     }
 
     /// Reads as of the batch's newest write.

@@ -255,6 +255,15 @@ where
             if let Some(p) = &st.poisoned {
                 return Err(LogStoreError::Poisoned(p.clone()));
             }
+            // Entries at or below the purge point are already covered by the snapshot: skip
+            // them (openraft never sends them; its test-suite does).
+            if let Some(p) = st.last_purged.as_ref().map(|p| p.index) {
+                if items.iter().any(|(index, _, _)| *index <= p) {
+                    tracing::warn!(purged = p, "ignoring appended entries at or below the purge point");
+                    items.retain(|(index, _, _)| *index > p);
+                    records.retain(|(index, _)| *index > p);
+                }
+            }
             let mut prev = st.last_log_id.as_ref().map(|l| l.index);
             for (index, _, _) in &items {
                 if let Some(p) = prev {

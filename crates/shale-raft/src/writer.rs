@@ -11,10 +11,11 @@
 //!
 //! # Segment roll
 //!
-//! Before a request's records are added to the buffer, if the active segment (plus what is
-//! buffered) has reached `segment_size`, the buffer is written and fsynced and a new segment is
-//! created atomically (see `segment.rs`). So a segment other than the last one is always fully
-//! durable, and a record never spans two segments.
+//! Before a record is added to the buffer, if the active segment (plus what is buffered) has
+//! reached `segment_size`, the buffer is written and fsynced and a new segment is created
+//! atomically (see `segment.rs`); the rest of the group continues there as a new batch (so a
+//! group that crosses a segment boundary costs two fsyncs). A segment other than the last one is
+//! therefore always fully durable, and a record never spans two segments.
 //!
 //! # Failure
 //!
@@ -214,14 +215,13 @@ impl<C: RaftTypeConfig> Writer<C> {
         let mut chunk_last: Option<u64> = None;
         for req in group {
             let Request::Append { records, .. } = req else { continue };
-            let base = self.active_info().len;
-            let cur = base + self.buf.len() as u64;
-            if cur >= self.segment_size && cur > SEGMENT_HEADER_LEN {
-                self.flush_chunk(chunk_last.take())?;
-                self.roll()?;
-            }
-            let base = self.active_info().len;
             for (index, bytes) in records {
+                let cur = self.active_info().len + self.buf.len() as u64;
+                if cur >= self.segment_size && cur > SEGMENT_HEADER_LEN {
+                    self.flush_chunk(chunk_last.take())?;
+                    self.roll()?;
+                }
+                let base = self.active_info().len;
                 let offset = base + self.buf.len() as u64;
                 encode_record(&mut self.buf, *index, base, bytes);
                 let len = record_len(bytes.len()) as u32;

@@ -105,7 +105,7 @@ pub trait Engine: Send + Sync + 'static {
     fn clear(&self) -> Result<()>;
 }
 
-/// Collects a scan of all keys starting with `prefix`.
+/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {

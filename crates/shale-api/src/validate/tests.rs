@@ -23,11 +23,13 @@ fn put(key: &str) -> RequestOp {
 
 fn del(key: &str, end: &str) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key: b(key),
-            range_end: b(end),
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: b(key),
+                range_end: b(end),
+                ..Default::default()
+            },
+        )),
     }
 }
 
@@ -158,8 +160,14 @@ fn txn_invalid_nested_ops() {
 fn txn_too_many_ops() {
     let ops = |n: usize| (0..n).map(|i| put(&format!("k{i}"))).collect::<Vec<_>>();
     assert_eq!(check_txn(&txn(ops(MAX), vec![]), MAX), Ok(()));
-    assert_eq!(check_txn(&txn(ops(MAX + 1), vec![]), MAX), Err(EtcdError::TooManyOps));
-    assert_eq!(check_txn(&txn(vec![], ops(MAX + 1)), MAX), Err(EtcdError::TooManyOps));
+    assert_eq!(
+        check_txn(&txn(ops(MAX + 1), vec![]), MAX),
+        Err(EtcdError::TooManyOps)
+    );
+    assert_eq!(
+        check_txn(&txn(vec![], ops(MAX + 1)), MAX),
+        Err(EtcdError::TooManyOps)
+    );
     let mut t = txn(vec![], vec![]);
     t.compare = (0..=MAX).map(|i| cmp(&format!("k{i}"))).collect();
     assert_eq!(check_txn(&t, MAX), Err(EtcdError::TooManyOps));
@@ -193,13 +201,25 @@ fn put_vs_delete_same_level() {
         Err(EtcdError::DuplicateKey)
     );
     // range_end is exclusive.
-    assert_eq!(check_txn(&txn(vec![put("c"), del("a", "c")], vec![]), MAX), Ok(()));
+    assert_eq!(
+        check_txn(&txn(vec![put("c"), del("a", "c")], vec![]), MAX),
+        Ok(())
+    );
     // A point delete only covers its own key.
-    assert_eq!(check_txn(&txn(vec![put("ab"), del("a", "")], vec![]), MAX), Ok(()));
+    assert_eq!(
+        check_txn(&txn(vec![put("ab"), del("a", "")], vec![]), MAX),
+        Ok(())
+    );
     // Two deletes may overlap.
-    assert_eq!(check_txn(&txn(vec![del("a", "z"), del("b", "")], vec![]), MAX), Ok(()));
+    assert_eq!(
+        check_txn(&txn(vec![del("a", "z"), del("b", "")], vec![]), MAX),
+        Ok(())
+    );
     // etcd takes "\0" literally in this check, so it never overlaps a put.
-    assert_eq!(check_txn(&txn(vec![put("b"), del("a", "\0")], vec![]), MAX), Ok(()));
+    assert_eq!(
+        check_txn(&txn(vec![put("b"), del("a", "\0")], vec![]), MAX),
+        Ok(())
+    );
 }
 
 #[test]
@@ -213,9 +233,21 @@ fn nested_txn_rules() {
     let t = txn(vec![put("a"), nested(vec![], vec![put("a")])], vec![]);
     assert_eq!(check_txn(&t, MAX), Err(EtcdError::DuplicateKey));
     // Two sibling nested txns putting the same key.
-    let t = txn(vec![nested(vec![put("a")], vec![]), nested(vec![put("a")], vec![])], vec![]);
+    let t = txn(
+        vec![
+            nested(vec![put("a")], vec![]),
+            nested(vec![put("a")], vec![]),
+        ],
+        vec![],
+    );
     assert_eq!(check_txn(&t, MAX), Err(EtcdError::DuplicateKey));
-    let t = txn(vec![nested(vec![put("a")], vec![]), nested(vec![], vec![put("a")])], vec![]);
+    let t = txn(
+        vec![
+            nested(vec![put("a")], vec![]),
+            nested(vec![], vec![put("a")]),
+        ],
+        vec![],
+    );
     assert_eq!(check_txn(&t, MAX), Err(EtcdError::DuplicateKey));
     // Outer delete range covers a nested put.
     let t = txn(vec![del("a", "c"), nested(vec![put("b")], vec![])], vec![]);
@@ -234,7 +266,10 @@ fn nested_txn_rules() {
 
 #[test]
 fn size_and_lease_limits() {
-    assert_eq!(check_request_size(limits::MAX_REQUEST_BYTES, limits::MAX_REQUEST_BYTES), Ok(()));
+    assert_eq!(
+        check_request_size(limits::MAX_REQUEST_BYTES, limits::MAX_REQUEST_BYTES),
+        Ok(())
+    );
     assert_eq!(
         check_request_size(limits::MAX_REQUEST_BYTES + 1, limits::MAX_REQUEST_BYTES),
         Err(EtcdError::RequestTooLarge)

@@ -231,6 +231,26 @@ impl WatchHub {
         }
     }
 
+    /// After the store's content was replaced (snapshot install): every watcher replays from
+    /// the stored history past what it was already sent, up to the new revision `rev`.
+    pub fn reset(&self, rev: i64) {
+        let mut st = self.shared.state.lock();
+        let next = st.rev + 1;
+        st.rev = rev;
+        let mut n = 0;
+        for s in st.streams.values_mut() {
+            for w in s.watchers.values_mut() {
+                if w.synced {
+                    w.synced = false;
+                    w.next_rev = next;
+                    n += 1;
+                }
+            }
+        }
+        st.unsynced += n;
+        self.shared.wake.notify_all();
+    }
+
     /// Delivers a committed batch to synced watchers. Called by the applier, in order.
     pub fn notify(&self, c: &Committed) {
         let mut st = self.shared.state.lock();
