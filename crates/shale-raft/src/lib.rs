@@ -3,12 +3,16 @@
 //! So far this crate holds the durable Raft log store ([`LogStore`]), generic over the openraft
 //! type config. The state-machine adapter and the network come next.
 
+pub mod app;
 mod error;
 mod log_store;
 mod meta_file;
+pub mod network;
+pub mod node;
 mod open;
 mod segment;
 mod state;
+pub mod state_machine;
 pub mod types;
 mod writer;
 
@@ -17,3 +21,6 @@ pub use log_store::{segment_path, LogReader, LogStore, LogStoreOptions};
 
 #[cfg(test)]
 mod tests;
+
+pub use app::{Command, NodeId, Raft, Reply, TypeConfig};
+pub use node::{NodeConfig, NodeError, NodeStatus, RaftNode};

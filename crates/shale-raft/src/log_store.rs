@@ -197,7 +197,9 @@ where
     /// How many batch fsyncs the writer has issued since open (group commit makes this smaller
     /// than the number of appends under concurrent load).
     pub fn fsync_count(&self) -> u64 {
-        self.shared.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .fsyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn send(&self, req: Request<C>) -> Result<(), LogStoreError> {
@@ -259,7 +261,10 @@ where
             // them (openraft never sends them; its test-suite does).
             if let Some(p) = st.last_purged.as_ref().map(|p| p.index) {
                 if items.iter().any(|(index, _, _)| *index <= p) {
-                    tracing::warn!(purged = p, "ignoring appended entries at or below the purge point");
+                    tracing::warn!(
+                        purged = p,
+                        "ignoring appended entries at or below the purge point"
+                    );
                     items.retain(|(index, _, _)| *index > p);
                     records.retain(|(index, _)| *index > p);
                 }
@@ -323,7 +328,12 @@ where
             let last = st.last_log_id_below(index, &self.shared.dir)?;
             st.last_log_id = last.or_else(|| st.last_purged.clone());
         }
-        self.call(|done| Request::Truncate { index, ticket, done }).await
+        self.call(|done| Request::Truncate {
+            index,
+            ticket,
+            done,
+        })
+        .await
     }
 
     async fn do_purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), LogStoreError> {
@@ -352,7 +362,12 @@ pub(crate) fn purged_file(dir: &Path) -> MetaFile {
     MetaFile::new(dir, "purged", "purged log id", "raft-purged-before-rename")
 }
 pub(crate) fn committed_file(dir: &Path) -> MetaFile {
-    MetaFile::new(dir, "committed", "committed log id", "raft-committed-before-rename")
+    MetaFile::new(
+        dir,
+        "committed",
+        "committed log id",
+        "raft-committed-before-rename",
+    )
 }
 
 impl<C: RaftTypeConfig> Drop for LogStore<C> {
@@ -457,11 +472,17 @@ where
             .map_err(|e| sto_err::<C>(e, ErrorSubject::Store, ErrorVerb::Write))
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
         Ok(self.shared.state.read().committed.clone())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<C::NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
     where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

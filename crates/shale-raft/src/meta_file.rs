@@ -67,7 +67,10 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, String> {
     use bincode::Options;
     if data.len() < META_HEADER_LEN {
-        return Err(format!("file is {} bytes, shorter than its header", data.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than its header",
+            data.len()
+        ));
     }
     if &data[..4] != META_MAGIC {
         return Err("bad magic".into());
@@ -76,7 +79,10 @@ fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, String> {
     let crc = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
     let payload = &data[META_HEADER_LEN..];
     if payload.len() != len {
-        return Err(format!("payload is {} bytes, header says {len}", payload.len()));
+        return Err(format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        ));
     }
     if crc32fast::hash(payload) != crc {
         return Err("crc mismatch".into());
@@ -99,7 +105,12 @@ pub(crate) struct MetaFile {
 }
 
 impl MetaFile {
-    pub fn new(dir: &Path, name: &'static str, what: &'static str, failpoint: &'static str) -> Self {
+    pub fn new(
+        dir: &Path,
+        name: &'static str,
+        what: &'static str,
+        failpoint: &'static str,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             name,
@@ -120,11 +131,13 @@ impl MetaFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LogStoreError::io(path, e)),
         };
-        decode(&data).map(Some).map_err(|reason| LogStoreError::CorruptMeta {
-            what: self.what,
-            path,
-            reason,
-        })
+        decode(&data)
+            .map(Some)
+            .map_err(|reason| LogStoreError::CorruptMeta {
+                what: self.what,
+                path,
+                reason,
+            })
     }
 
     /// Atomically replace the value; with `durable` it survives power loss once this returns.

@@ -46,15 +46,18 @@ pub(crate) fn recover<C: RaftTypeConfig>(
     std::fs::create_dir_all(dir).map_err(|e| LogStoreError::io(dir, e))?;
     let io_dir = |e| LogStoreError::io(dir, e);
 
-    let purged: Option<LogId<C::NodeId>> = purged_file(dir).read::<Option<LogId<C::NodeId>>>()?.flatten();
+    let purged: Option<LogId<C::NodeId>> = purged_file(dir)
+        .read::<Option<LogId<C::NodeId>>>()?
+        .flatten();
     let vote: Option<Vote<C::NodeId>> = vote_file(dir).read()?;
-    let committed: Option<LogId<C::NodeId>> = match committed_file(dir).read::<Option<LogId<C::NodeId>>>() {
-        Ok(c) => c.flatten(),
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring the damaged committed-log-id hint");
-            None
-        }
-    };
+    let committed: Option<LogId<C::NodeId>> =
+        match committed_file(dir).read::<Option<LogId<C::NodeId>>>() {
+            Ok(c) => c.flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the damaged committed-log-id hint");
+                None
+            }
+        };
     let committed_written = committed.clone();
 
     let listed = list_segments(dir).map_err(io_dir)?;
@@ -124,7 +127,8 @@ pub(crate) fn recover<C: RaftTypeConfig>(
             .open(&path)
             .map_err(|e| LogStoreError::io(&path, e))?;
         if valid_len < data.len() as u64 {
-            file.set_len(valid_len).map_err(|e| LogStoreError::io(&path, e))?;
+            file.set_len(valid_len)
+                .map_err(|e| LogStoreError::io(&path, e))?;
             file.sync_all().map_err(|e| LogStoreError::io(&path, e))?;
         }
         let file = Arc::new(file);
@@ -160,7 +164,8 @@ pub(crate) fn recover<C: RaftTypeConfig>(
     let doomed: Vec<u64> = segments
         .iter()
         .take_while(|(seq, s)| {
-            Some(**seq) != last_seq && purged_index.is_some_and(|p| s.last_index.is_none_or(|l| l <= p))
+            Some(**seq) != last_seq
+                && purged_index.is_some_and(|p| s.last_index.is_none_or(|l| l <= p))
         })
         .map(|(s, _)| *s)
         .collect();

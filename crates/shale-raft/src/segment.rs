@@ -140,7 +140,10 @@ impl std::fmt::Display for Broken {
             Broken::Truncated(what) => write!(f, "incomplete {what}"),
             Broken::BadLength(l) => write!(f, "impossible record length {l}"),
             Broken::BadCrc { stored, computed } => {
-                write!(f, "crc mismatch: stored {stored:08x}, computed {computed:08x}")
+                write!(
+                    f,
+                    "crc mismatch: stored {stored:08x}, computed {computed:08x}"
+                )
             }
         }
     }
@@ -210,7 +213,10 @@ impl SegmentScan {
 /// Check the segment header. `Err` carries the reason the file is not ours.
 pub(crate) fn check_header(data: &[u8]) -> Result<(), String> {
     if data.len() < SEGMENT_HEADER_LEN as usize {
-        return Err(format!("file is {} bytes, shorter than the header", data.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than the header",
+            data.len()
+        ));
     }
     if &data[..8] != SEGMENT_MAGIC {
         return Err("bad magic".to_string());
@@ -221,7 +227,9 @@ pub(crate) fn check_header(data: &[u8]) -> Result<(), String> {
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
     if version != FORMAT_VERSION {
-        return Err(format!("format version {version}, this build reads {FORMAT_VERSION}"));
+        return Err(format!(
+            "format version {version}, this build reads {FORMAT_VERSION}"
+        ));
     }
     Ok(())
 }
@@ -313,7 +321,10 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".tmp") {
-            tracing::info!(file = name, "removing leftover temporary file from an earlier crash");
+            tracing::info!(
+                file = name,
+                "removing leftover temporary file from an earlier crash"
+            );
             std::fs::remove_file(ent.path())?;
             continue;
         }
@@ -340,7 +351,10 @@ pub(crate) fn create_segment(dir: &Path, seq: u64) -> io::Result<(PathBuf, File)
     )));
     std::fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)?;
     Ok((path, file))
 }
 
@@ -371,7 +385,12 @@ mod tests {
         let b2 = data.len() as u64;
         for i in 4..=5u64 {
             offs.push(data.len() as u64);
-            encode_record(&mut data, i, b2, format!("entry-{i}-longer-payload").as_bytes());
+            encode_record(
+                &mut data,
+                i,
+                b2,
+                format!("entry-{i}-longer-payload").as_bytes(),
+            );
         }
         (data, offs)
     }

@@ -114,10 +114,11 @@ impl<C: RaftTypeConfig> State<C> {
     /// Evict durable entries from the front of the cache while it is over budget.
     pub fn evict(&mut self) {
         while self.cache_bytes > self.cache_budget {
-            let Some((&index, slot)) = self.cache.first_key_value() else { break };
-            let readable = slot.ticket.is_none()
-                && self.disk_visible(index)
-                && self.disk.contains_key(&index);
+            let Some((&index, slot)) = self.cache.first_key_value() else {
+                break;
+            };
+            let readable =
+                slot.ticket.is_none() && self.disk_visible(index) && self.disk.contains_key(&index);
             let purged = index < self.first_index();
             if !readable && !purged {
                 break;
@@ -150,9 +151,15 @@ impl<C: RaftTypeConfig> State<C> {
         let first = self.first_index();
         let cached = self.cache.range(first..index).next_back().map(|(k, _)| *k);
         let limit = self.disk_limit.map_or(index, |l| l.min(index));
-        let on_disk = self.disk.range(first..limit).next_back().map(|(k, l)| (*k, *l));
+        let on_disk = self
+            .disk
+            .range(first..limit)
+            .next_back()
+            .map(|(k, l)| (*k, *l));
         match (cached, on_disk) {
-            (Some(c), Some((d, _))) if c >= d => Ok(Some(self.cache[&c].entry.get_log_id().clone())),
+            (Some(c), Some((d, _))) if c >= d => {
+                Ok(Some(self.cache[&c].entry.get_log_id().clone()))
+            }
             (Some(c), None) => Ok(Some(self.cache[&c].entry.get_log_id().clone())),
             (_, Some((d, loc))) => {
                 let e = read_run::<C>(self, dir, &[(d, loc)])?;
@@ -266,9 +273,9 @@ where
                     out.push(e.clone());
                 }
                 Source::Disk(index, loc) => {
-                    let contiguous = run
-                        .last()
-                        .is_some_and(|(_, p)| p.seq == loc.seq && p.offset + p.len as u64 == loc.offset);
+                    let contiguous = run.last().is_some_and(|(_, p)| {
+                        p.seq == loc.seq && p.offset + p.len as u64 == loc.offset
+                    });
                     if !contiguous {
                         out.extend(read_run::<C>(&st, &self.dir, &run)?);
                         run.clear();
@@ -325,7 +332,10 @@ pub(crate) fn read_run<C: RaftTypeConfig>(
         if entry.get_log_id().index != *index {
             return Err(corrupt(
                 loc.offset,
-                format!("record for index {index} holds entry {}", entry.get_log_id()),
+                format!(
+                    "record for index {index} holds entry {}",
+                    entry.get_log_id()
+                ),
             ));
         }
         out.push(entry);

@@ -53,7 +53,13 @@ async fn indexes(s: &mut LogStore<TC>) -> Vec<(u64, u64)> {
 fn segment_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
         .count()
 }
 
@@ -74,19 +80,31 @@ async fn append_read_reopen_across_segments() {
             }
             assert_eq!(indexes(&mut s).await, expect(1, 1..=100));
             let part = s.try_get_log_entries(37..40).await.unwrap();
-            assert_eq!(part.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![37, 38, 39]);
-            assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(lid(1, 100)));
+            assert_eq!(
+                part.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+                vec![37, 38, 39]
+            );
+            assert_eq!(
+                s.get_log_state().await.unwrap().last_log_id,
+                Some(lid(1, 100))
+            );
         }
         if opts.segment_size == 600 {
             assert!(segment_count(dir.path()) > 3);
         }
         let mut s = open(dir.path(), opts.clone());
         assert_eq!(indexes(&mut s).await, expect(1, 1..=100));
-        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(lid(1, 100)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_log_id,
+            Some(lid(1, 100))
+        );
         let mut r = s.get_log_reader().await;
         assert_eq!(r.try_get_log_entries(99..).await.unwrap().len(), 2);
         append(&mut s, 2, 101..=101).await;
-        assert_eq!(s.try_get_log_entries(101..=101).await.unwrap()[0].log_id, lid(2, 101));
+        assert_eq!(
+            s.try_get_log_entries(101..=101).await.unwrap()[0].log_id,
+            lid(2, 101)
+        );
     }
 }
 
@@ -117,7 +135,10 @@ async fn truncate_across_segment_boundaries() {
         let before = segment_count(dir.path());
         s.truncate(lid(1, 30)).await.unwrap();
         assert!(segment_count(dir.path()) < before);
-        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(lid(1, 29)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_log_id,
+            Some(lid(1, 29))
+        );
         assert_eq!(indexes(&mut s).await, expect(1, 1..=29));
         // Appending over the cut point is now allowed; appending again without truncate is not.
         append(&mut s, 2, 30..=40).await;
@@ -125,7 +146,10 @@ async fn truncate_across_segment_boundaries() {
         assert!(err.to_string().contains("without a truncate"), "{err}");
         // Truncate beyond the end is a no-op; truncate everything works.
         s.truncate(lid(2, 41)).await.unwrap();
-        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(lid(2, 40)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_log_id,
+            Some(lid(2, 40))
+        );
     }
     let mut s = open(dir.path(), small());
     let mut want = expect(1, 1..=29);
@@ -151,7 +175,8 @@ async fn truncate_and_reappend_with_writes_in_flight() {
         let (tx, rx) = std::sync::mpsc::channel();
         let base = round * 5;
         let entries: Vec<_> = (base + 1..=base + 10).map(|i| ent(round + 1, i)).collect();
-        s.append_then(entries, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
+        s.append_then(entries, move |r| tx.send(r.is_ok()).unwrap())
+            .unwrap();
         s.truncate(lid(round + 1, base + 6)).await.unwrap();
         assert!(rx.recv().unwrap());
         let got = s.try_get_log_entries(..).await.unwrap();
@@ -182,12 +207,18 @@ async fn purge_across_segment_boundaries() {
         assert_eq!(st.last_log_id, Some(lid(1, 100)));
         // Purging less than already purged is a no-op.
         s.purge(lid(1, 10)).await.unwrap();
-        assert_eq!(s.get_log_state().await.unwrap().last_purged_log_id, Some(lid(1, 50)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_purged_log_id,
+            Some(lid(1, 50))
+        );
     }
     {
         let mut s = open(dir.path(), small());
         assert_eq!(indexes(&mut s).await, expect(1, 51..=100));
-        assert_eq!(s.get_log_state().await.unwrap().last_purged_log_id, Some(lid(1, 50)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_purged_log_id,
+            Some(lid(1, 50))
+        );
         // Purge past the end (a snapshot was installed): the log is empty, last = purged.
         s.purge(lid(3, 150)).await.unwrap();
         let st = s.get_log_state().await.unwrap();
@@ -219,10 +250,16 @@ async fn vote_and_committed_persist() {
         s.save_vote(&Vote::new_committed(4, 1)).await.unwrap();
         s.save_committed(Some(lid(3, 4))).await.unwrap();
         s.flush().await.unwrap();
-        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new_committed(4, 1)));
+        assert_eq!(
+            s.read_vote().await.unwrap(),
+            Some(Vote::new_committed(4, 1))
+        );
     }
     let mut s = open(dir.path(), small());
-    assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new_committed(4, 1)));
+    assert_eq!(
+        s.read_vote().await.unwrap(),
+        Some(Vote::new_committed(4, 1))
+    );
     assert_eq!(s.read_committed().await.unwrap(), Some(lid(3, 4)));
     drop(s);
 
@@ -260,9 +297,16 @@ async fn torn_tail_is_cut_on_reopen_at_every_offset() {
         std::fs::write(&path, &data[..cut as usize]).unwrap();
         let mut s = open(dir.path(), LogStoreOptions::default());
         assert_eq!(indexes(&mut s).await, expect(1, 1..=9), "cut at {cut}");
-        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(lid(1, 9)));
+        assert_eq!(
+            s.get_log_state().await.unwrap().last_log_id,
+            Some(lid(1, 9))
+        );
         drop(s);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), last, "tail cut back to the record");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            last,
+            "tail cut back to the record"
+        );
     }
     // Trailing zeroes (file size extended, data not written) are a torn tail too.
     let mut padded = data.clone();
@@ -283,11 +327,19 @@ async fn corruption_in_the_middle_is_refused() {
     let mut bad = data.clone();
     bad[pos] ^= 0x40;
     std::fs::write(&path, &bad).unwrap();
-    let err = LogStore::<TC>::open(dir.path(), LogStoreOptions::default()).err().unwrap();
+    let err = LogStore::<TC>::open(dir.path(), LogStoreOptions::default())
+        .err()
+        .unwrap();
     let msg = err.to_string();
     assert!(matches!(err, LogStoreError::CorruptSegment { .. }), "{msg}");
-    assert!(msg.contains("00000001.log") && msg.contains("Restore this member"), "{msg}");
-    assert!(msg.contains(&format!("offset {}", scan.records[2].offset)), "{msg}");
+    assert!(
+        msg.contains("00000001.log") && msg.contains("Restore this member"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("offset {}", scan.records[2].offset)),
+        "{msg}"
+    );
     // The file was not modified by the refused open.
     assert_eq!(std::fs::read(&path).unwrap(), bad);
 }
@@ -343,7 +395,12 @@ async fn empty_last_segment_and_leftover_tmp_files() {
     assert!(!dir.path().join("vote.tmp").exists());
     let mut s = open(dir.path(), small());
     assert_eq!(indexes(&mut s).await, expect(1, 1..=4));
-    assert!(std::fs::metadata(dir.path().join("00000001.log")).unwrap().len() > SEGMENT_HEADER_LEN);
+    assert!(
+        std::fs::metadata(dir.path().join("00000001.log"))
+            .unwrap()
+            .len()
+            > SEGMENT_HEADER_LEN
+    );
 }
 
 #[tokio::test]
@@ -353,13 +410,17 @@ async fn many_small_appends_all_complete_in_order() {
     let (tx, rx) = std::sync::mpsc::channel();
     for i in 1..=500u64 {
         let tx = tx.clone();
-        s.append_then([ent(1, i)], move |r| tx.send((i, r.is_ok())).unwrap()).unwrap();
+        s.append_then([ent(1, i)], move |r| tx.send((i, r.is_ok())).unwrap())
+            .unwrap();
         // Readable immediately, durable or not.
         assert_eq!(s.try_get_log_entries(i..=i).await.unwrap().len(), 1);
     }
     let done: Vec<_> = (0..500).map(|_| rx.recv().unwrap()).collect();
     assert!(done.iter().all(|(_, ok)| *ok));
-    assert!(done.windows(2).all(|w| w[0].0 < w[1].0), "completed in order");
+    assert!(
+        done.windows(2).all(|w| w[0].0 < w[1].0),
+        "completed in order"
+    );
     assert!(s.fsync_count() <= 500);
     drop(s);
     let mut s = open(dir.path(), LogStoreOptions::default());

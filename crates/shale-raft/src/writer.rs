@@ -82,7 +82,9 @@ pub(crate) enum Request<C: RaftTypeConfig> {
     /// Persist `State::committed` (best effort, coalesced).
     SaveCommitted,
     /// Barrier: answered once everything queued before it is done.
-    Flush { done: Done },
+    Flush {
+        done: Done,
+    },
 }
 
 /// Who is told when an append is durable.
@@ -188,7 +190,10 @@ impl<C: RaftTypeConfig> Writer<C> {
             let mut st = self.shared.state.write();
             st.disk.extend(written);
             for req in &group {
-                if let Request::Append { ticket, records, .. } = req {
+                if let Request::Append {
+                    ticket, records, ..
+                } = req
+                {
                     for (index, _) in records {
                         if let Some(slot) = st.cache.get_mut(index) {
                             if slot.ticket == Some(*ticket) {
@@ -214,7 +219,9 @@ impl<C: RaftTypeConfig> Writer<C> {
         self.buf.clear();
         let mut chunk_last: Option<u64> = None;
         for req in group {
-            let Request::Append { records, .. } = req else { continue };
+            let Request::Append { records, .. } = req else {
+                continue;
+            };
             for (index, bytes) in records {
                 let cur = self.active_info().len + self.buf.len() as u64;
                 if cur >= self.segment_size && cur > SEGMENT_HEADER_LEN {
@@ -225,7 +232,14 @@ impl<C: RaftTypeConfig> Writer<C> {
                 let offset = base + self.buf.len() as u64;
                 encode_record(&mut self.buf, *index, base, bytes);
                 let len = record_len(bytes.len()) as u32;
-                written.push((*index, DiskLoc { seq: self.active, offset, len }));
+                written.push((
+                    *index,
+                    DiskLoc {
+                        seq: self.active,
+                        offset,
+                        len,
+                    },
+                ));
                 chunk_last = Some(*index);
             }
         }
@@ -234,7 +248,9 @@ impl<C: RaftTypeConfig> Writer<C> {
     }
 
     fn active_info(&mut self) -> &mut SegInfo {
-        self.segments.get_mut(&self.active).expect("active segment is tracked")
+        self.segments
+            .get_mut(&self.active)
+            .expect("active segment is tracked")
     }
 
     /// Write the buffered batch at the end of the active segment and fdatasync it.
@@ -243,14 +259,23 @@ impl<C: RaftTypeConfig> Writer<C> {
             return Ok(());
         }
         let path = self.dir.join(segment_file_name(self.active));
-        let seg = self.segments.get_mut(&self.active).expect("active segment is tracked");
+        let seg = self
+            .segments
+            .get_mut(&self.active)
+            .expect("active segment is tracked");
         let buf = &self.buf;
         let io = |e| LogStoreError::io(path.clone(), e);
         #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
-        let fp = |name: &str| LogStoreError::io(path.clone(), io::Error::other(format!("failpoint {name}")));
-        fail::fail_point!("raft-log-before-write", |_| Err(fp("raft-log-before-write")));
+        let fp = |name: &str| {
+            LogStoreError::io(path.clone(), io::Error::other(format!("failpoint {name}")))
+        };
+        fail::fail_point!("raft-log-before-write", |_| Err(fp(
+            "raft-log-before-write"
+        )));
         fail::fail_point!("raft-log-torn-write", |arg: Option<String>| {
-            let n = arg.and_then(|s| s.parse::<usize>().ok()).unwrap_or(buf.len() / 2);
+            let n = arg
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(buf.len() / 2);
             let _ = seg.file.write_all_at(&buf[..n.min(buf.len())], seg.len);
             Err(fp("raft-log-torn-write"))
         });
@@ -258,9 +283,13 @@ impl<C: RaftTypeConfig> Writer<C> {
         fail::fail_point!("raft-log-after-write-before-fsync", |_| Err(fp(
             "raft-log-after-write-before-fsync"
         )));
-        fail::fail_point!("raft-log-before-fsync", |_| Err(fp("raft-log-before-fsync")));
+        fail::fail_point!("raft-log-before-fsync", |_| Err(fp(
+            "raft-log-before-fsync"
+        )));
         seg.file.sync_data().map_err(io)?;
-        self.shared.fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         seg.len += buf.len() as u64;
         if last_index.is_some() {
             seg.last_index = last_index;
@@ -301,11 +330,22 @@ impl<C: RaftTypeConfig> Writer<C> {
                 return;
             }
             Request::Flush { done } => (Ok(()), done),
-            Request::Truncate { index, ticket, done } => (self.guarded(|w| w.truncate(index, ticket), "truncate"), done),
+            Request::Truncate {
+                index,
+                ticket,
+                done,
+            } => (
+                self.guarded(|w| w.truncate(index, ticket), "truncate"),
+                done,
+            ),
             Request::Purge { log_id, done } => (self.guarded(|w| w.purge(&log_id), "purge"), done),
             Request::SaveVote { vote, done } => {
                 let r = self.guarded(
-                    |w| w.vote_file.write(&vote, true).map_err(|e| LogStoreError::io(w.vote_file.path(), e)),
+                    |w| {
+                        w.vote_file
+                            .write(&vote, true)
+                            .map_err(|e| LogStoreError::io(w.vote_file.path(), e))
+                    },
                     "save vote",
                 );
                 (r, done)
@@ -337,16 +377,32 @@ impl<C: RaftTypeConfig> Writer<C> {
             &self.dir,
             io::Error::other("failpoint raft-log-truncate")
         )));
-        let first = self.shared.state.read().disk.range(index..).next().map(|(_, l)| *l);
+        let first = self
+            .shared
+            .state
+            .read()
+            .disk
+            .range(index..)
+            .next()
+            .map(|(_, l)| *l);
         if let Some(loc) = first {
-            let later: Vec<u64> = self.segments.range(loc.seq + 1..).rev().map(|(s, _)| *s).collect();
+            let later: Vec<u64> = self
+                .segments
+                .range(loc.seq + 1..)
+                .rev()
+                .map(|(s, _)| *s)
+                .collect();
             let last_kept = {
                 let mut st = self.shared.state.write();
                 st.disk.split_off(&index);
                 for s in &later {
                     st.files.remove(s);
                 }
-                st.disk.range(..index).next_back().filter(|(_, l)| l.seq == loc.seq).map(|(k, _)| *k)
+                st.disk
+                    .range(..index)
+                    .next_back()
+                    .filter(|(_, l)| l.seq == loc.seq)
+                    .map(|(k, _)| *k)
             };
             for s in &later {
                 let path = self.dir.join(segment_file_name(*s));
@@ -356,14 +412,23 @@ impl<C: RaftTypeConfig> Writer<C> {
             if !later.is_empty() {
                 sync_dir(&self.dir).map_err(|e| LogStoreError::io(&self.dir, e))?;
             }
-            fail::fail_point!("raft-log-truncate-after-delete", |_| Err(LogStoreError::io(
-                &self.dir,
-                io::Error::other("failpoint raft-log-truncate-after-delete")
-            )));
+            fail::fail_point!("raft-log-truncate-after-delete", |_| Err(
+                LogStoreError::io(
+                    &self.dir,
+                    io::Error::other("failpoint raft-log-truncate-after-delete")
+                )
+            ));
             let path = self.dir.join(segment_file_name(loc.seq));
-            let seg = self.segments.get_mut(&loc.seq).expect("segment of a disk record is tracked");
-            seg.file.set_len(loc.offset).map_err(|e| LogStoreError::io(&path, e))?;
-            seg.file.sync_all().map_err(|e| LogStoreError::io(&path, e))?;
+            let seg = self
+                .segments
+                .get_mut(&loc.seq)
+                .expect("segment of a disk record is tracked");
+            seg.file
+                .set_len(loc.offset)
+                .map_err(|e| LogStoreError::io(&path, e))?;
+            seg.file
+                .sync_all()
+                .map_err(|e| LogStoreError::io(&path, e))?;
             seg.len = loc.offset;
             seg.last_index = last_kept;
             self.active = loc.seq;
@@ -406,7 +471,11 @@ impl<C: RaftTypeConfig> Writer<C> {
         }
         if !doomed.is_empty() {
             sync_dir(&self.dir).map_err(|e| LogStoreError::io(&self.dir, e))?;
-            tracing::debug!(count = doomed.len(), upto, "deleted purged raft log segments");
+            tracing::debug!(
+                count = doomed.len(),
+                upto,
+                "deleted purged raft log segments"
+            );
         }
         Ok(())
     }

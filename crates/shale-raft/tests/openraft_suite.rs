@@ -42,7 +42,8 @@ struct MemSm {
 impl RaftSnapshotBuilder<TC> for MemSm {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TC>, StorageError<NodeId>> {
         let mut inner = self.inner.lock().unwrap();
-        let bytes = bincode::serialize(&inner.data).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let bytes =
+            bincode::serialize(&inner.data).map_err(|e| StorageIOError::read_state_machine(&e))?;
         inner.snapshot_seq += 1;
         let meta = SnapshotMeta {
             last_log_id: inner.data.last_applied,
@@ -95,7 +96,9 @@ impl RaftStateMachine<TC> for MemSm {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -127,9 +130,12 @@ struct Builder {
 }
 
 impl StoreBuilder<TC, LogStore<TC>, MemSm, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore<TC>, MemSm), StorageError<NodeId>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore<TC>, MemSm), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
-        let store = LogStore::open(dir.path(), self.opts.clone()).map_err(|e| StorageIOError::write(&e))?;
+        let store =
+            LogStore::open(dir.path(), self.opts.clone()).map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, store, MemSm::default()))
     }
 }

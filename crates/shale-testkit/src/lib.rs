@@ -1,1 +1,2 @@
 //! shale-testkit
+pub mod model;
