@@ -327,10 +327,47 @@ pub fn txn(w: &mut WriteTxn<'_, '_>, t: &TxnRequest, leases: &dyn Leases, first_
     let pinned = FirstRev { inner: &*w, first: first_rev };
     check_branch(&pinned, t, &path, &mut 0, leases, true)?;
     check_branch(&pinned, t, &path, &mut 0, leases, false)?;
+    check_ignore_after_delete(t, &path, &mut 0, &mut Vec::new())?;
     let mut pos = 0;
     let mut resp = exec_txn(w, t, &path, &mut pos, leases)?;
     resp.header = header(w.read_rev());
     Ok(resp)
+}
+
+/// A key touched by an earlier op of the txn being checked.
+enum Touch {
+    Deleted(KeyRange),
+    Put(Bytes),
+}
+
+/// A put with `ignore_value`/`ignore_lease` needs its key to exist when it runs. A delete
+/// earlier in the same txn can remove it when the duplicate-key validation cannot see the
+/// overlap (a delete with range_end `"\0"`; etcd panics on such a txn). Fail before writing
+/// anything, so the txn stays atomic.
+fn check_ignore_after_delete(t: &TxnRequest, path: &[bool], pos: &mut usize, trail: &mut Vec<Touch>) -> Result<()> {
+    let ok = path.get(*pos).copied().unwrap_or(false);
+    *pos += 1;
+    for op in if ok { &t.success } else { &t.failure } {
+        match &op.request {
+            Some(request_op::Request::RequestPut(p)) => {
+                if p.ignore_value || p.ignore_lease {
+                    let deleted = trail.iter().rev().find_map(|touch| match touch {
+                        Touch::Deleted(r) if r.contains(&p.key) => Some(true),
+                        Touch::Put(k) if *k == p.key => Some(false),
+                        _ => None,
+                    });
+                    if deleted == Some(true) {
+                        return Err(EtcdError::KeyNotFound.into());
+                    }
+                }
+                trail.push(Touch::Put(p.key.clone()));
+            }
+            Some(request_op::Request::RequestDeleteRange(d)) => trail.push(Touch::Deleted(key_range(&d.key, &d.range_end))),
+            Some(request_op::Request::RequestTxn(n)) => check_ignore_after_delete(n, path, pos, trail)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 struct FirstRev<'a, V: ReadView> {

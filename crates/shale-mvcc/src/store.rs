@@ -121,7 +121,7 @@ impl MvccStore {
     /// Reads `range` at `opts.rev` (0 = newest).
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
         let cur = self.current_revision();
-        self.shared.range_at(range, opts, cur, None)
+        self.shared.range_at(range, opts, cur, self.compact_revision(), None)
     }
 
     /// Starts the (single) write batch. Blocks while another batch is open.
@@ -203,13 +203,16 @@ impl Shared {
         range: &KeyRange,
         opts: RangeOptions,
         cur: i64,
+        compact: i64,
         pending: Option<&std::collections::HashMap<Revision, KeyValue>>,
     ) -> Result<RangeResult> {
         if opts.rev > cur {
             return Err(EtcdError::FutureRev.into());
         }
         let at = if opts.rev <= 0 { cur } else { opts.rev };
-        if at < self.compact_rev.load(Ordering::Acquire) {
+        // `compact` is the caller's view: an open batch's own compaction counts for the
+        // requests applied after it in that batch, before it is published.
+        if at < compact.max(self.compact_rev.load(Ordering::Acquire)) {
             return Err(EtcdError::Compacted.into());
         }
         if opts.count_only {
@@ -275,8 +278,9 @@ impl<'a> ApplyBatch<'a> {
         self.rev
     }
 
+    /// The compact revision as of the batch's newest request (its own compaction included).
     pub fn compact_revision(&self) -> i64 {
-        self.store.compact_revision()
+        self.compaction.unwrap_or_else(|| self.store.compact_revision())
     }
 
     /// Starts a write request; it gets revision `rev() + 1` if it changes anything.
@@ -292,7 +296,7 @@ impl<'a> ApplyBatch<'a> {
 
     /// Reads as of the batch's newest write.
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        self.store.shared.range_at(range, opts, self.rev, Some(&self.pending))
+        self.store.shared.range_at(range, opts, self.rev, self.compact_revision(), Some(&self.pending))
     }
 
     /// Schedules a compaction at `rev`; deterministic errors as etcd's.
@@ -360,7 +364,7 @@ impl WriteTxn<'_, '_> {
     }
 
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        self.b.store.shared.range_at(range, opts, self.read_rev(), Some(&self.b.pending))
+        self.b.store.shared.range_at(range, opts, self.read_rev(), self.b.compact_revision(), Some(&self.b.pending))
     }
 
     /// Latest state of one key as seen by this request.

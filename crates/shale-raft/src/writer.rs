@@ -363,10 +363,8 @@ impl<C: RaftTypeConfig> Writer<C> {
         if let Some(p) = &self.poisoned {
             return Err(LogStoreError::Poisoned(p.clone()));
         }
-        f(self).map_err(|e| {
-            let msg = self.poison(what, &e);
-            tracing::debug!(%msg, "writer poisoned");
-            e
+        f(self).inspect_err(|e| {
+            self.poison(what, e);
         })
     }
 

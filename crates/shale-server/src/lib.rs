@@ -1,1 +1,21 @@
-//! shale-server
+//! The Shale server: etcd's v3 gRPC API and HTTP endpoints over a Raft-replicated MVCC store.
+//!
+//! * [`config`] — the `shale` command line (etcd's flags).
+//! * [`server`] — starting a member and serving a listener until shutdown.
+//! * `svc_*` — one module per gRPC service; handlers validate, delegate to the node or the
+//!   store, map errors through the single table in `shale_api::error`, and fill headers.
+//! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
+//! * [`background`] — lease expiry, auto-compaction, progress notifications.
+
+pub mod background;
+pub mod config;
+pub mod ctx;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod svc_auth;
+pub mod svc_cluster;
+pub mod svc_kv;
+pub mod svc_lease;
+pub mod svc_maintenance;
+pub mod svc_watch;

@@ -1,1 +1,99 @@
-fn main() {}
+//! `shale`: start one member. Flags are etcd's (`shale --help`).
+
+use clap::Parser;
+use shale_server::config::{parse_urls, Config};
+use shale_server::server::{serve, serve_metrics, Member};
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "panic" | "fatal" => "error",
+        l => l,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    // Bind first so a taken port is reported before anything is written.
+    let mut listeners = Vec::new();
+    for u in parse_urls(&cfg.listen_client_urls).map_err(anyhow::Error::msg)? {
+        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for clients on {addr}: {e}"))?;
+        listeners.push(l);
+    }
+    let mut metric_listeners = Vec::new();
+    for u in parse_urls(&cfg.listen_metrics_urls).map_err(anyhow::Error::msg)? {
+        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+        metric_listeners.push(l);
+    }
+    let member = Member::start(&cfg).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for l in listeners {
+        tracing::info!(address = %l.local_addr()?, "serving client traffic (gRPC and HTTP)");
+        let ctx = member.ctx.clone();
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            serve(ctx, l, async move {
+                let _ = rx.changed().await;
+            })
+            .await
+        }));
+    }
+    for l in metric_listeners {
+        tracing::info!(address = %l.local_addr()?, "serving metrics");
+        let ctx = member.ctx.clone();
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            serve_metrics(ctx, l, async move {
+                let _ = rx.changed().await;
+            })
+            .await
+        }));
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    member.shutdown().await;
+    Ok(())
+}
+
+fn main() {
+    let cfg = Config::parse();
+    init_logging(&cfg.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shale: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cfg)) {
+        eprintln!("shale: {e:#}");
+        std::process::exit(1);
+    }
+}

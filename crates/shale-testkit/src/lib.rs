@@ -1,2 +1,3 @@
 //! shale-testkit
 pub mod model;
+pub mod process;

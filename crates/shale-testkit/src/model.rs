@@ -15,9 +15,10 @@
 //!   inside a txn carry the revision the op saw; nested txn responses carry an empty header.
 //! * Range: `range_end` empty = one key, `"\0"` = every key `>= key`, else `[key, range_end)`.
 //!   `count` counts every key at that revision before filters and limit; min/max mod/create
-//!   filters apply after fetching; a sort target other than KEY with order NONE sorts
-//!   ascending; `more` when more than `limit` keys remain after filtering. Ties of a sort keep
-//!   key order (etcd's sort is not stable, so ties are unspecified there).
+//!   filters apply after fetching; without sort order and filters only the first `limit + 1`
+//!   keys are fetched; a sort target other than KEY with order NONE then sorts those
+//!   ascending; `more` when more than `limit` keys remain. Ties of a sort keep key order
+//!   (etcd's sort is not stable, so ties are unspecified there).
 //! * Revisions: a read above the current revision fails with `FutureRev`; below the compact
 //!   revision (initially -1) with `Compacted`; exactly at the compact revision it works.
 //! * Txn: compares (nested ones included) are evaluated on the state before the txn; then
@@ -221,6 +222,16 @@ impl Model {
         let count = kvs.len() as i64;
         if r.count_only {
             return Ok(RangeResponse { header: header(cur), kvs: Vec::new(), more: false, count });
+        }
+        // etcd fetches only `limit + 1` keys (in key order) unless the request asks for a sort
+        // order or a filter; the implicit ascending sort of a non-KEY target below then only
+        // reorders those.
+        let filtered = r.min_mod_revision != 0
+            || r.max_mod_revision != 0
+            || r.min_create_revision != 0
+            || r.max_create_revision != 0;
+        if r.limit > 0 && r.sort_order == SortOrder::None as i32 && !filtered {
+            kvs.truncate(r.limit as usize + 1);
         }
         if r.max_mod_revision != 0 {
             kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);

@@ -147,6 +147,7 @@ impl WatchHub {
         let id = if spec.watch_id != 0 {
             spec.watch_id
         } else {
+            // Like etcd, an auto-assigned id is never handed out twice on a stream.
             while stream.watchers.contains_key(&stream.next_id) {
                 stream.next_id += 1;
             }
@@ -187,6 +188,9 @@ impl WatchHub {
                 synced,
             },
         );
+        if spec.watch_id == 0 {
+            stream.next_id += 1;
+        }
         if !synced {
             st.unsynced += 1;
             self.shared.wake.notify_all();
@@ -242,7 +246,8 @@ impl WatchHub {
             for w in s.watchers.values_mut() {
                 if w.synced {
                     w.synced = false;
-                    w.next_rev = next;
+                    // A watcher created with a future start revision keeps it.
+                    w.next_rev = w.next_rev.max(next);
                     n += 1;
                 }
             }
@@ -273,9 +278,11 @@ impl WatchHub {
                 if !w.synced {
                     continue;
                 }
+                // A synced watcher's `next_rev` is its first wanted revision: above the hub's
+                // revision only for a watcher created with a future start revision.
                 let evs: Vec<Event> = events
                     .iter()
-                    .filter(|(e, _)| w.wants(e))
+                    .filter(|(e, _)| w.wants(e) && e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= w.next_rev))
                     .map(|(e, prev)| {
                         let mut e = e.clone();
                         if w.prev_kv {
@@ -290,7 +297,7 @@ impl WatchHub {
                 let resp = WatchResponse { header: header(c.rev), watch_id: *id, events: evs, ..Default::default() };
                 if !s.sink.send(resp, false) {
                     w.synced = false;
-                    w.next_rev = first_rev;
+                    w.next_rev = w.next_rev.max(first_rev);
                     newly_unsynced += 1;
                 }
             }

@@ -1,0 +1,67 @@
+//! The Cluster service of a one-member cluster: the member list. Membership changes need
+//! the peer transport and are refused with a clear error until then.
+
+use std::sync::Arc;
+
+use shale_api::etcdserverpb::cluster_server::Cluster;
+use shale_api::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::ctx::Ctx;
+
+pub struct ClusterService {
+    pub ctx: Arc<Ctx>,
+}
+
+impl ClusterService {
+    fn members(&self) -> Vec<Member> {
+        let id = &self.ctx.id;
+        vec![Member {
+            id: id.member_id,
+            name: id.name.clone(),
+            peer_ur_ls: id.peer_urls.clone(),
+            client_ur_ls: id.client_urls.clone(),
+            is_learner: false,
+        }]
+    }
+}
+
+fn unsupported() -> Status {
+    Status::failed_precondition(
+        "etcdserver: membership changes are not supported by this Shale build (one-member clusters only)",
+    )
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(&self, _req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        Err(unsupported())
+    }
+
+    async fn member_remove(&self, _req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        Err(unsupported())
+    }
+
+    async fn member_update(&self, _req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        Err(unsupported())
+    }
+
+    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        if req.into_inner().linearizable {
+            ctx.barrier().await?;
+        }
+        Ok(Response::new(MemberListResponse { header: Some(ctx.header(0)), members: self.members() }))
+    }
+
+    async fn member_promote(
+        &self,
+        _req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        Err(unsupported())
+    }
+}

@@ -1,0 +1,125 @@
+//! The Lease service. Grant and revoke go through Raft; keep-alive, time-to-live and the
+//! list are answered by this member's lessor (the leader's clock is the one that counts).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use shale_api::error::EtcdError;
+use shale_api::etcdserverpb::lease_server::Lease;
+use shale_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Response as Ans};
+use shale_api::validate;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ctx::Ctx;
+
+pub struct LeaseService {
+    pub ctx: Arc<Ctx>,
+}
+
+fn unexpected() -> Status {
+    Status::internal("state machine answered with an unexpected response type")
+}
+
+impl LeaseService {
+    fn keep_alive_once(ctx: &Ctx, id: i64) -> LeaseKeepAliveResponse {
+        let ttl = ctx.node.machine().with_lessor(|l| l.renew(id, Instant::now())).unwrap_or(0);
+        LeaseKeepAliveResponse { header: Some(ctx.header(0)), id, ttl }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        let mut r = req.into_inner();
+        validate::check_lease_grant(&r)?;
+        ctx.check_quota(0).await?;
+        if r.id == 0 {
+            // Decided here, before proposing, so apply stays deterministic.
+            loop {
+                let id = (rand::random::<u64>() >> 1) as i64;
+                if id != 0 && !ctx.node.machine().with_lessor(|l| l.exists(id)) {
+                    r.id = id;
+                    break;
+                }
+            }
+        }
+        match ctx.propose(Cmd::LeaseGrant(r)).await? {
+            Ans::LeaseGrant(mut g) => {
+                ctx.fill(&mut g.header);
+                Ok(Response::new(g))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        match ctx.propose(Cmd::LeaseRevoke(req.into_inner())).await? {
+            Ans::LeaseRevoke(mut g) => {
+                ctx.fill(&mut g.header);
+                Ok(Response::new(g))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let ctx = self.ctx.clone();
+        ctx.check_has_leader(req.metadata())?;
+        let inbound = req.into_inner();
+        let out = inbound.map(move |m| match m {
+            Ok(r) => {
+                if !ctx.node.status().is_leader {
+                    return Err(Status::from(EtcdError::NotLeader));
+                }
+                Ok(LeaseService::keep_alive_once(&ctx, r.id))
+            }
+            Err(e) => Err(e),
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        let r = req.into_inner();
+        ctx.barrier().await?;
+        let resp = ctx.node.machine().with_lessor(|l| match l.get(r.id) {
+            None => LeaseTimeToLiveResponse { header: Some(ctx.header(0)), id: r.id, ttl: -1, ..Default::default() },
+            Some(lease) => LeaseTimeToLiveResponse {
+                header: Some(ctx.header(0)),
+                id: r.id,
+                ttl: l.remaining(r.id, Instant::now()).unwrap_or(-1),
+                granted_ttl: lease.ttl,
+                keys: if r.keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+            },
+        });
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        ctx.barrier().await?;
+        let leases = ctx.node.machine().with_lessor(|l| l.ids()).into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: Some(ctx.header(0)), leases }))
+    }
+}

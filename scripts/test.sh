@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's full test run (what CI runs, what the README quotes):
+#   bash scripts/test.sh
+# installs the real-etcd peers, builds the release binaries (tests start target/release/shale)
+# and runs the whole workspace's tests in release mode.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+eval "$(bash scripts/install-test-deps.sh)"
+export SHALE_ETCD35_BIN SHALE_ETCDCTL35_BIN SHALE_ETCD34_BIN SHALE_ETCDCTL34_BIN
+cargo build --release --workspace --bins
+cargo test --workspace --release
