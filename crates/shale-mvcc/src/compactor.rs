@@ -47,7 +47,10 @@ impl Compactor {
             .name("mvcc-compactor".into())
             .spawn(move || run(shared, st))
             .expect("spawn compactor thread");
-        Self { state, thread: Some(thread) }
+        Self {
+            state,
+            thread: Some(thread),
+        }
     }
 
     /// Schedules a compaction at `rev` (a newer one replaces a queued older one).
@@ -115,7 +118,10 @@ fn compact(shared: &Shared, rev: i64, state: &(Mutex<State>, Condvar)) -> crate:
     let mut keep = HashSet::new();
     let mut after = None;
     loop {
-        after = shared.index.write().compact_chunk(rev, after.as_ref(), INDEX_CHUNK, &mut keep);
+        after = shared
+            .index
+            .write()
+            .compact_chunk(rev, after.as_ref(), INDEX_CHUNK, &mut keep);
         if after.is_none() {
             break;
         }
@@ -128,7 +134,11 @@ fn compact(shared: &Shared, rev: i64, state: &(Mutex<State>, Condvar)) -> crate:
     let mut inclusive = true;
     let mut deleted = 0usize;
     loop {
-        let start = if inclusive { Bound::Included(&from[..]) } else { Bound::Excluded(&from[..]) };
+        let start = if inclusive {
+            Bound::Included(&from[..])
+        } else {
+            Bound::Excluded(&from[..])
+        };
         let mut batch = WriteBatch::new();
         let mut last = None;
         let mut seen = 0;
@@ -162,6 +172,11 @@ fn compact(shared: &Shared, rev: i64, state: &(Mutex<State>, Condvar)) -> crate:
     let mut done = WriteBatch::new();
     done.put(record::META_COMPACT_DONE.to_vec(), record::encode_i64(rev));
     shared.engine.write(done)?;
-    tracing::info!(revision = rev, deleted, took_ms = started.elapsed().as_millis() as u64, "finished compaction");
+    tracing::info!(
+        revision = rev,
+        deleted,
+        took_ms = started.elapsed().as_millis() as u64,
+        "finished compaction"
+    );
     Ok(())
 }

@@ -25,7 +25,11 @@ impl Default for Crc32c {
         for (i, t) in table.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0x82F6_3B78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *t = c;
         }
@@ -69,12 +73,19 @@ pub fn hash_kv(store: &MvccStore, rev: i64) -> Result<HashKv> {
         return Err(EtcdError::FutureRev.into());
     }
     let rev = if rev <= 0 { current } else { rev };
-    let keep = if compact > 0 { store.shared.index.read().keep(compact) } else { Default::default() };
+    let keep = if compact > 0 {
+        store.shared.index.read().keep(compact)
+    } else {
+        Default::default()
+    };
     let mut h = Crc32c::default();
     h.update(b"key");
     let start = [KV_PREFIX];
     let end = kv_key_bound(rev + 1);
-    for item in store.engine().scan(Bound::Included(&start[..]), Bound::Excluded(&end[..])) {
+    for item in store
+        .engine()
+        .scan(Bound::Included(&start[..]), Bound::Excluded(&end[..]))
+    {
         let (k, v) = item?;
         let (r, _) = parse_kv_key(&k)?;
         // Skip what the compaction deletes, even when it keeps nothing at all (etcd skips
@@ -85,7 +96,12 @@ pub fn hash_kv(store: &MvccStore, rev: i64) -> Result<HashKv> {
         h.update(&k[1..]);
         h.update(&v);
     }
-    Ok(HashKv { hash: h.finish(), current_rev: current, compact_rev: compact, hash_rev: rev })
+    Ok(HashKv {
+        hash: h.finish(),
+        current_rev: current,
+        compact_rev: compact,
+        hash_rev: rev,
+    })
 }
 
 /// A hash of the whole state store (etcd's `Hash`, over its whole database).

@@ -63,7 +63,10 @@ pub struct KeyIndex {
 
 impl KeyIndex {
     pub fn new() -> Self {
-        Self { modified: Revision::default(), generations: vec![Generation::default()] }
+        Self {
+            modified: Revision::default(),
+            generations: vec![Generation::default()],
+        }
     }
 
     /// Records a put at `rev`.
@@ -71,7 +74,10 @@ impl KeyIndex {
         if self.generations.is_empty() {
             self.generations.push(Generation::default());
         }
-        let g = self.generations.last_mut().expect("at least one generation");
+        let g = self
+            .generations
+            .last_mut()
+            .expect("at least one generation");
         if g.is_empty() {
             g.created = rev;
         }
@@ -87,7 +93,11 @@ impl KeyIndex {
             self.generations.push(Generation::default());
         }
         let g = self.generations.last_mut().expect("generation");
-        *g = Generation { ver: version, created, revs: vec![modified] };
+        *g = Generation {
+            ver: version,
+            created,
+            revs: vec![modified],
+        };
         self.modified = modified;
     }
 
@@ -112,12 +122,19 @@ impl KeyIndex {
         let g = self.find_generation(at)?;
         let i = g.walk_le(at)?;
         let version = g.ver - (g.revs.len() - 1 - i) as i64;
-        Some(KeyAt { modified: g.revs[i], created: g.created, version })
+        Some(KeyAt {
+            modified: g.revs[i],
+            created: g.created,
+            version,
+        })
     }
 
     /// Revisions of changes with `main >= since`, in order (used for history replay).
     pub fn since(&self, since: i64) -> impl Iterator<Item = Revision> + '_ {
-        self.generations.iter().flat_map(|g| g.revs.iter().copied()).filter(move |r| r.main >= since)
+        self.generations
+            .iter()
+            .flat_map(|g| g.revs.iter().copied())
+            .filter(move |r| r.main >= since)
     }
 
     fn find_generation(&self, at: i64) -> Option<&Generation> {
@@ -144,7 +161,11 @@ impl KeyIndex {
         if self.is_deleted_at_or_before(at) {
             return None;
         }
-        let g = self.generations.iter().rev().find(|g| !g.is_empty() && g.revs[0].main <= at)?;
+        let g = self
+            .generations
+            .iter()
+            .rev()
+            .find(|g| !g.is_empty() && g.revs[0].main <= at)?;
         g.walk_le(at).map(|i| g.revs[i])
     }
 
@@ -166,7 +187,10 @@ impl KeyIndex {
         let kept = self.keep(at);
         let last = self.generations.len().saturating_sub(1);
         let mut out: Vec<Generation> = Vec::with_capacity(self.generations.len());
-        for (i, mut g) in std::mem::take(&mut self.generations).into_iter().enumerate() {
+        for (i, mut g) in std::mem::take(&mut self.generations)
+            .into_iter()
+            .enumerate()
+        {
             if g.is_empty() {
                 if i == last {
                     out.push(g);
@@ -218,14 +242,42 @@ mod tests {
     fn get_walks_generations() {
         let k = sample();
         assert_eq!(k.get(1), None);
-        assert_eq!(k.get(2), Some(KeyAt { modified: r(2), created: r(2), version: 1 }));
-        assert_eq!(k.get(5), Some(KeyAt { modified: r(4), created: r(2), version: 2 }));
+        assert_eq!(
+            k.get(2),
+            Some(KeyAt {
+                modified: r(2),
+                created: r(2),
+                version: 1
+            })
+        );
+        assert_eq!(
+            k.get(5),
+            Some(KeyAt {
+                modified: r(4),
+                created: r(2),
+                version: 2
+            })
+        );
         assert_eq!(k.get(6), None);
         assert_eq!(k.get(7), None);
-        assert_eq!(k.get(9), Some(KeyAt { modified: r(8), created: r(8), version: 1 }));
+        assert_eq!(
+            k.get(9),
+            Some(KeyAt {
+                modified: r(8),
+                created: r(8),
+                version: 1
+            })
+        );
         assert_eq!(k.get(12), None);
         assert_eq!(k.get(13), None);
-        assert_eq!(k.get(100), Some(KeyAt { modified: r(16), created: r(14), version: 2 }));
+        assert_eq!(
+            k.get(100),
+            Some(KeyAt {
+                modified: r(16),
+                created: r(14),
+                version: 2
+            })
+        );
     }
 
     #[test]
@@ -273,8 +325,22 @@ mod tests {
         let mut k = KeyIndex::new();
         k.restore(r(3), r(7), 4);
         k.put(r(9));
-        assert_eq!(k.get(8), Some(KeyAt { modified: r(7), created: r(3), version: 4 }));
-        assert_eq!(k.get(9), Some(KeyAt { modified: r(9), created: r(3), version: 5 }));
+        assert_eq!(
+            k.get(8),
+            Some(KeyAt {
+                modified: r(7),
+                created: r(3),
+                version: 4
+            })
+        );
+        assert_eq!(
+            k.get(9),
+            Some(KeyAt {
+                modified: r(9),
+                created: r(3),
+                version: 5
+            })
+        );
         assert_eq!(k.get(5), None);
     }
 }

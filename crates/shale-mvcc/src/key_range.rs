@@ -91,8 +91,14 @@ mod tests {
 
     #[test]
     fn request_forms() {
-        assert_eq!(KeyRange::new(b("a"), Bytes::new()), KeyRange::Single(b("a")));
-        assert_eq!(KeyRange::new(b("a"), Bytes::from_static(b"\0")), KeyRange::From(b("a")));
+        assert_eq!(
+            KeyRange::new(b("a"), Bytes::new()),
+            KeyRange::Single(b("a"))
+        );
+        assert_eq!(
+            KeyRange::new(b("a"), Bytes::from_static(b"\0")),
+            KeyRange::From(b("a"))
+        );
         let r = KeyRange::new(b("a"), b("c"));
         assert!(r.contains(b"a") && r.contains(b"b\xff") && !r.contains(b"c"));
         let empty = KeyRange::new(b("c"), b("a"));

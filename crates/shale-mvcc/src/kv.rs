@@ -13,9 +13,9 @@
 use bytes::Bytes;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    compare, range_request, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
-    TxnResponse,
+    compare, range_request, request_op, response_op, Compare, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use shale_api::mvccpb::KeyValue;
 
@@ -91,7 +91,10 @@ impl<F: Fn(i64) -> bool> Leases for F {
 }
 
 fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 fn key_range(key: &Bytes, end: &Bytes) -> KeyRange {
@@ -112,7 +115,11 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
     if limit > 0 {
         limit += 1;
     }
-    let opts = RangeOptions { limit, rev: r.revision, count_only: r.count_only };
+    let opts = RangeOptions {
+        limit,
+        rev: r.revision,
+        count_only: r.count_only,
+    };
     let rr = view.read(&key_range(&r.key, &r.range_end), opts)?;
     let mut kvs = rr.kvs;
     if r.max_mod_revision != 0 {
@@ -156,15 +163,29 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
             kv.value = Bytes::new();
         }
     }
-    Ok(RangeResponse { header: header(rr.rev), kvs, more, count: rr.count as i64 })
+    Ok(RangeResponse {
+        header: header(rr.rev),
+        kvs,
+        more,
+        count: rr.count as i64,
+    })
 }
 
 /// Executes a Put. `in_txn` skips the lease check (a Txn checks its branch beforehand).
-pub fn put(w: &mut WriteTxn<'_, '_>, p: &PutRequest, leases: &dyn Leases, in_txn: bool) -> Result<PutResponse> {
+pub fn put(
+    w: &mut WriteTxn<'_, '_>,
+    p: &PutRequest,
+    leases: &dyn Leases,
+    in_txn: bool,
+) -> Result<PutResponse> {
     if !in_txn && p.lease != 0 && !leases.exists(p.lease) {
         return Err(EtcdError::LeaseNotFound.into());
     }
-    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { w.get(&p.key)? } else { None };
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
+        w.get(&p.key)?
+    } else {
+        None
+    };
     if (p.ignore_value || p.ignore_lease) && prev.is_none() {
         return Err(EtcdError::KeyNotFound.into());
     }
@@ -177,11 +198,17 @@ pub fn put(w: &mut WriteTxn<'_, '_>, p: &PutRequest, leases: &dyn Leases, in_txn
         _ => p.lease,
     };
     w.put(p.key.clone(), value, lease)?;
-    Ok(PutResponse { header: header(w.read_rev()), prev_kv: if p.prev_kv { prev } else { None } })
+    Ok(PutResponse {
+        header: header(w.read_rev()),
+        prev_kv: if p.prev_kv { prev } else { None },
+    })
 }
 
 /// Executes a DeleteRange.
-pub fn delete_range(w: &mut WriteTxn<'_, '_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+pub fn delete_range(
+    w: &mut WriteTxn<'_, '_>,
+    d: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse> {
     let deleted = w.delete_range(&key_range(&d.key, &d.range_end))?;
     Ok(DeleteRangeResponse {
         header: header(w.read_rev()),
@@ -192,11 +219,14 @@ pub fn delete_range(w: &mut WriteTxn<'_, '_>, d: &DeleteRangeRequest) -> Result<
 
 /// True when the txn (with every nested txn) contains no write.
 pub fn is_txn_readonly(t: &TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(_)) | None => true,
-        Some(request_op::Request::RequestTxn(n)) => is_txn_readonly(n),
-        Some(_) => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) | None => true,
+            Some(request_op::Request::RequestTxn(n)) => is_txn_readonly(n),
+            Some(_) => false,
+        })
 }
 
 /// Evaluates one compare against `view`.
@@ -297,7 +327,10 @@ fn check_branch(
         match &op.request {
             Some(request_op::Request::RequestPut(p)) if writes => {
                 if (p.ignore_value || p.ignore_lease)
-                    && view.read(&KeyRange::Single(p.key.clone()), RangeOptions::default())?.kvs.is_empty()
+                    && view
+                        .read(&KeyRange::Single(p.key.clone()), RangeOptions::default())?
+                        .kvs
+                        .is_empty()
                 {
                     return Err(EtcdError::KeyNotFound.into());
                 }
@@ -313,7 +346,9 @@ fn check_branch(
                     return Err(EtcdError::Compacted.into());
                 }
             }
-            Some(request_op::Request::RequestTxn(n)) => check_branch(view, n, path, pos, leases, writes)?,
+            Some(request_op::Request::RequestTxn(n)) => {
+                check_branch(view, n, path, pos, leases, writes)?
+            }
             _ => {}
         }
     }
@@ -322,9 +357,17 @@ fn check_branch(
 
 /// Executes a Txn that may write. Header revision: the txn's revision if it wrote, else the
 /// current one.
-pub fn txn(w: &mut WriteTxn<'_, '_>, t: &TxnRequest, leases: &dyn Leases, first_rev: i64) -> Result<TxnResponse> {
+pub fn txn(
+    w: &mut WriteTxn<'_, '_>,
+    t: &TxnRequest,
+    leases: &dyn Leases,
+    first_rev: i64,
+) -> Result<TxnResponse> {
     let path = txn_path(w, t)?;
-    let pinned = FirstRev { inner: &*w, first: first_rev };
+    let pinned = FirstRev {
+        inner: &*w,
+        first: first_rev,
+    };
     check_branch(&pinned, t, &path, &mut 0, leases, true)?;
     check_branch(&pinned, t, &path, &mut 0, leases, false)?;
     check_ignore_after_delete(t, &path, &mut 0, &mut Vec::new())?;
@@ -344,7 +387,12 @@ enum Touch {
 /// earlier in the same txn can remove it when the duplicate-key validation cannot see the
 /// overlap (a delete with range_end `"\0"`; etcd panics on such a txn). Fail before writing
 /// anything, so the txn stays atomic.
-fn check_ignore_after_delete(t: &TxnRequest, path: &[bool], pos: &mut usize, trail: &mut Vec<Touch>) -> Result<()> {
+fn check_ignore_after_delete(
+    t: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+    trail: &mut Vec<Touch>,
+) -> Result<()> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
     for op in if ok { &t.success } else { &t.failure } {
@@ -362,8 +410,12 @@ fn check_ignore_after_delete(t: &TxnRequest, path: &[bool], pos: &mut usize, tra
                 }
                 trail.push(Touch::Put(p.key.clone()));
             }
-            Some(request_op::Request::RequestDeleteRange(d)) => trail.push(Touch::Deleted(key_range(&d.key, &d.range_end))),
-            Some(request_op::Request::RequestTxn(n)) => check_ignore_after_delete(n, path, pos, trail)?,
+            Some(request_op::Request::RequestDeleteRange(d)) => {
+                trail.push(Touch::Deleted(key_range(&d.key, &d.range_end)))
+            }
+            Some(request_op::Request::RequestTxn(n)) => {
+                check_ignore_after_delete(n, path, pos, trail)?
+            }
             _ => {}
         }
     }
@@ -400,11 +452,15 @@ fn exec_txn(
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => Some(response_op::Response::ResponseRange(range(w, r)?)),
-            Some(request_op::Request::RequestPut(p)) => Some(response_op::Response::ResponsePut(put(w, p, leases, true)?)),
-            Some(request_op::Request::RequestDeleteRange(d)) => {
-                Some(response_op::Response::ResponseDeleteRange(delete_range(w, d)?))
+            Some(request_op::Request::RequestRange(r)) => {
+                Some(response_op::Response::ResponseRange(range(w, r)?))
             }
+            Some(request_op::Request::RequestPut(p)) => {
+                Some(response_op::Response::ResponsePut(put(w, p, leases, true)?))
+            }
+            Some(request_op::Request::RequestDeleteRange(d)) => Some(
+                response_op::Response::ResponseDeleteRange(delete_range(w, d)?),
+            ),
             Some(request_op::Request::RequestTxn(n)) => {
                 let mut r = exec_txn(w, n, path, pos, leases)?;
                 r.header = Some(ResponseHeader::default());
@@ -414,12 +470,19 @@ fn exec_txn(
         };
         responses.push(ResponseOp { response });
     }
-    Ok(TxnResponse { header: None, succeeded: ok, responses })
+    Ok(TxnResponse {
+        header: None,
+        succeeded: ok,
+        responses,
+    })
 }
 
 /// Executes a read-only Txn against the committed store, all reads at one revision.
 pub fn read_txn(store: &MvccStore, t: &TxnRequest) -> Result<TxnResponse> {
-    let view = PinnedView { store, rev: store.current_revision() };
+    let view = PinnedView {
+        store,
+        rev: store.current_revision(),
+    };
     let path = txn_path(&view, t)?;
     check_branch(&view, t, &path, &mut 0, &|_| true, false)?;
     let mut pos = 0;
@@ -428,14 +491,21 @@ pub fn read_txn(store: &MvccStore, t: &TxnRequest) -> Result<TxnResponse> {
     Ok(resp)
 }
 
-fn exec_read_txn(view: &PinnedView<'_>, t: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<TxnResponse> {
+fn exec_read_txn(
+    view: &PinnedView<'_>,
+    t: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+) -> Result<TxnResponse> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
     let ops = if ok { &t.success } else { &t.failure };
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => Some(response_op::Response::ResponseRange(range(view, r)?)),
+            Some(request_op::Request::RequestRange(r)) => {
+                Some(response_op::Response::ResponseRange(range(view, r)?))
+            }
             Some(request_op::Request::RequestTxn(n)) => {
                 let mut r = exec_read_txn(view, n, path, pos)?;
                 r.header = Some(ResponseHeader::default());
@@ -445,10 +515,16 @@ fn exec_read_txn(view: &PinnedView<'_>, t: &TxnRequest, path: &[bool], pos: &mut
         };
         responses.push(ResponseOp { response });
     }
-    Ok(TxnResponse { header: None, succeeded: ok, responses })
+    Ok(TxnResponse {
+        header: None,
+        succeeded: ok,
+        responses,
+    })
 }
 
 /// Wraps a request op list for tests and callers building txns.
 pub fn op_range(r: RangeRequest) -> RequestOp {
-    RequestOp { request: Some(request_op::Request::RequestRange(r)) }
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(r)),
+    }
 }

@@ -52,7 +52,10 @@ pub fn decode_kv(v: &[u8]) -> Result<KeyValue> {
 }
 
 pub fn tombstone_kv(key: &Bytes) -> KeyValue {
-    KeyValue { key: key.clone(), ..Default::default() }
+    KeyValue {
+        key: key.clone(),
+        ..Default::default()
+    }
 }
 
 pub fn encode_i64(v: i64) -> Vec<u8> {
@@ -60,6 +63,8 @@ pub fn encode_i64(v: i64) -> Vec<u8> {
 }
 
 pub fn decode_i64(v: &[u8]) -> Result<i64> {
-    let b: [u8; 8] = v.try_into().map_err(|_| Error::Corrupt(format!("bad i64 of {} bytes", v.len())))?;
+    let b: [u8; 8] = v
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("bad i64 of {} bytes", v.len())))?;
     Ok(i64::from_be_bytes(b))
 }

@@ -67,7 +67,12 @@ mod tests {
 
     #[test]
     fn encoding_round_trips_and_orders() {
-        let revs = [Revision::new(1, 0), Revision::new(1, 1), Revision::new(2, 0), Revision::new(300, 7)];
+        let revs = [
+            Revision::new(1, 0),
+            Revision::new(1, 1),
+            Revision::new(2, 0),
+            Revision::new(300, 7),
+        ];
         for w in revs.windows(2) {
             assert!(w[0].encode(false) < w[1].encode(false));
         }

@@ -80,7 +80,11 @@ impl MvccStore {
         if compact > done {
             compactor.schedule(compact);
         }
-        Ok(Self { shared, write_lock: Mutex::new(()), compactor })
+        Ok(Self {
+            shared,
+            write_lock: Mutex::new(()),
+            compactor,
+        })
     }
 
     /// Rebuilds the in-memory state from the engine after its content was replaced (snapshot
@@ -121,7 +125,8 @@ impl MvccStore {
     /// Reads `range` at `opts.rev` (0 = newest).
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
         let cur = self.current_revision();
-        self.shared.range_at(range, opts, cur, self.compact_revision(), None)
+        self.shared
+            .range_at(range, opts, cur, self.compact_revision(), None)
     }
 
     /// Starts the (single) write batch. Blocks while another batch is open.
@@ -155,7 +160,10 @@ fn load(engine: &dyn Engine) -> Result<(TreeIndex, i64, i64, i64)> {
     let mut rev = 0i64;
     let start = [record::KV_PREFIX];
     let end = [record::KV_PREFIX + 1];
-    for item in engine.scan(std::ops::Bound::Included(&start[..]), std::ops::Bound::Excluded(&end[..])) {
+    for item in engine.scan(
+        std::ops::Bound::Included(&start[..]),
+        std::ops::Bound::Excluded(&end[..]),
+    ) {
         let (k, v) = item?;
         let (r, tombstone) = parse_kv_key(&k)?;
         let kv = record::decode_kv(&v)?;
@@ -217,7 +225,11 @@ impl Shared {
         }
         if opts.count_only {
             let count = self.index.read().count(range, at);
-            return Ok(RangeResult { kvs: Vec::new(), count, rev: cur });
+            return Ok(RangeResult {
+                kvs: Vec::new(),
+                count,
+                rev: cur,
+            });
         }
         let (revs, count) = self.index.read().revisions(range, at, opts.limit);
         let mut kvs = Vec::with_capacity(revs.len());
@@ -236,7 +248,11 @@ impl Shared {
                 }
             }
         }
-        Ok(RangeResult { kvs, count, rev: cur })
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: cur,
+        })
     }
 }
 
@@ -280,13 +296,18 @@ impl<'a> ApplyBatch<'a> {
 
     /// The compact revision as of the batch's newest request (its own compaction included).
     pub fn compact_revision(&self) -> i64 {
-        self.compaction.unwrap_or_else(|| self.store.compact_revision())
+        self.compaction
+            .unwrap_or_else(|| self.store.compact_revision())
     }
 
     /// Starts a write request; it gets revision `rev() + 1` if it changes anything.
     pub fn write(&mut self) -> WriteTxn<'_, 'a> {
         let begin = self.rev;
-        WriteTxn { b: self, begin, subs: 0 }
+        WriteTxn {
+            b: self,
+            begin,
+            subs: 0,
+        }
     }
 
     /// Every change made so far in this batch, in order.
@@ -296,19 +317,28 @@ impl<'a> ApplyBatch<'a> {
 
     /// Reads as of the batch's newest write.
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        self.store.shared.range_at(range, opts, self.rev, self.compact_revision(), Some(&self.pending))
+        self.store.shared.range_at(
+            range,
+            opts,
+            self.rev,
+            self.compact_revision(),
+            Some(&self.pending),
+        )
     }
 
     /// Schedules a compaction at `rev`; deterministic errors as etcd's.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
-        let cur_compact = self.compaction.unwrap_or_else(|| self.store.compact_revision());
+        let cur_compact = self
+            .compaction
+            .unwrap_or_else(|| self.store.compact_revision());
         if rev <= cur_compact {
             return Err(EtcdError::Compacted.into());
         }
         if rev > self.rev {
             return Err(EtcdError::FutureRev.into());
         }
-        self.batch.put(record::META_COMPACT.to_vec(), record::encode_i64(rev));
+        self.batch
+            .put(record::META_COMPACT.to_vec(), record::encode_i64(rev));
         self.compaction = Some(rev);
         Ok(())
     }
@@ -333,7 +363,11 @@ impl<'a> ApplyBatch<'a> {
             shared.compact_rev.store(c, Ordering::Release);
             self.store.compactor.schedule(c);
         }
-        Ok(Committed { changes: self.events, rev: self.rev, compacted: self.compaction })
+        Ok(Committed {
+            changes: self.events,
+            rev: self.rev,
+            compacted: self.compaction,
+        })
     }
 }
 
@@ -364,7 +398,13 @@ impl WriteTxn<'_, '_> {
     }
 
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        self.b.store.shared.range_at(range, opts, self.read_rev(), self.b.compact_revision(), Some(&self.b.pending))
+        self.b.store.shared.range_at(
+            range,
+            opts,
+            self.read_rev(),
+            self.b.compact_revision(),
+            Some(&self.b.pending),
+        )
     }
 
     /// Latest state of one key as seen by this request.
@@ -385,11 +425,22 @@ impl WriteTxn<'_, '_> {
             Some(p) => (p.create_revision, p.version + 1),
             None => (rev.main, 1),
         };
-        let kv = KeyValue { key: key.clone(), create_revision, mod_revision: rev.main, version, value, lease };
+        let kv = KeyValue {
+            key: key.clone(),
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            value,
+            lease,
+        };
         self.b.batch.put(kv_key(rev, false), record::encode_kv(&kv));
         self.b.store.shared.index.write().put(&key, rev);
         self.b.pending.insert(rev, kv.clone());
-        self.b.events.push(Change { kv: kv.clone(), prev, is_delete: false });
+        self.b.events.push(Change {
+            kv: kv.clone(),
+            prev,
+            is_delete: false,
+        });
         self.subs += 1;
         Ok(kv)
     }
@@ -405,14 +456,20 @@ impl WriteTxn<'_, '_> {
                 continue;
             }
             let tomb = record::tombstone_kv(&key);
-            self.b.batch.put(kv_key(rev, true), record::encode_kv(&tomb));
+            self.b
+                .batch
+                .put(kv_key(rev, true), record::encode_kv(&tomb));
             self.subs += 1;
             let mut ev_kv = tomb;
             ev_kv.mod_revision = rev.main;
             if let Some(p) = &prev {
                 deleted.push(p.clone());
             }
-            self.b.events.push(Change { kv: ev_kv, prev, is_delete: true });
+            self.b.events.push(Change {
+                kv: ev_kv,
+                prev,
+                is_delete: true,
+            });
         }
         Ok(deleted)
     }

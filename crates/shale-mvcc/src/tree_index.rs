@@ -54,7 +54,10 @@ impl TreeIndex {
 
     /// Loading path: see [`KeyIndex::restore`].
     pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
-        self.keys.entry(key.clone()).or_default().restore(created, modified, version);
+        self.keys
+            .entry(key.clone())
+            .or_default()
+            .restore(created, modified, version);
     }
 
     /// Loading path for a change that continues the current generation.
@@ -74,7 +77,12 @@ impl TreeIndex {
     }
 
     /// Up to `limit` (0 = all) visible keys of `range` at `at`, and the total visible count.
-    pub fn revisions(&self, range: &KeyRange, at: i64, limit: usize) -> (Vec<(Bytes, KeyAt)>, usize) {
+    pub fn revisions(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        limit: usize,
+    ) -> (Vec<(Bytes, KeyAt)>, usize) {
         let mut out = Vec::new();
         let mut total = 0;
         self.visit(range, at, |k, a| {
@@ -122,7 +130,11 @@ impl TreeIndex {
         };
         let mut last = None;
         let mut empty = Vec::new();
-        for (n, (k, ki)) in self.keys.range_mut::<[u8], _>((start, Bound::Unbounded)).enumerate() {
+        for (n, (k, ki)) in self
+            .keys
+            .range_mut::<[u8], _>((start, Bound::Unbounded))
+            .enumerate()
+        {
             if n == chunk {
                 return {
                     for e in empty {
@@ -169,7 +181,10 @@ mod tests {
         let all = KeyRange::From(b("a"));
         let (revs, total) = t.revisions(&all, 6, 2);
         assert_eq!(total, 3);
-        assert_eq!(revs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![b("a"), b("c")]);
+        assert_eq!(
+            revs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            vec![b("a"), b("c")]
+        );
         assert_eq!(t.count(&all, 5), 4);
         assert_eq!(t.count(&all, 3), 2);
         assert_eq!(t.live_keys(&all).len(), 3);

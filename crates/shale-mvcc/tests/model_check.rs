@@ -13,8 +13,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    compare, range_request, request_op, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, TxnRequest, TxnResponse,
+    compare, range_request, request_op, CompactionResponse, Compare, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 use shale_api::mvccpb::KeyValue;
 use shale_api::validate;
@@ -25,8 +26,8 @@ use shale_storage::{Engine, MemoryEngine, SledEngine};
 use shale_testkit::model::Model;
 
 const KEYS: &[&str] = &[
-    "a", "a/1", "a/2", "a/3", "ab", "b", "b/x", "b/y", "c", "c/1", "c/2", "d", "e", "foo", "foo/bar", "foo/baz", "z",
-    "\u{1}", "zz", "~",
+    "a", "a/1", "a/2", "a/3", "ab", "b", "b/x", "b/y", "c", "c/1", "c/2", "d", "e", "foo",
+    "foo/bar", "foo/baz", "z", "\u{1}", "zz", "~",
 ];
 const LEASES: &[i64] = &[1, 2, 3, 4, 5];
 const OPS_PER_SEED: usize = 4_000;
@@ -115,14 +116,27 @@ impl Subject {
     fn memory() -> Self {
         let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
         let store = MvccStore::open(engine.clone()).expect("open");
-        Self { name: "memory", engine, store: Some(store), leases: BTreeSet::new(), _dir: None }
+        Self {
+            name: "memory",
+            engine,
+            store: Some(store),
+            leases: BTreeSet::new(),
+            _dir: None,
+        }
     }
 
     fn sled() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(dir.path(), 16 << 20).expect("sled"));
+        let engine: Arc<dyn Engine> =
+            Arc::new(SledEngine::open(dir.path(), 16 << 20).expect("sled"));
         let store = MvccStore::open(engine.clone()).expect("open");
-        Self { name: "sled", engine, store: Some(store), leases: BTreeSet::new(), _dir: Some(dir) }
+        Self {
+            name: "sled",
+            engine,
+            store: Some(store),
+            leases: BTreeSet::new(),
+            _dir: Some(dir),
+        }
     }
 
     fn store(&self) -> &MvccStore {
@@ -193,17 +207,31 @@ fn apply_in_batch(batch: &mut ApplyBatch<'_>, op: &Op, leases: &dyn kv::Leases) 
         Op::Compact(rev) => {
             let r = batch.compact(*rev);
             let rev = batch.rev();
-            resp(r, |()| Resp::Compact(CompactionResponse { header: Some(ResponseHeader { revision: rev, ..Default::default() }) }))
+            resp(r, |()| {
+                Resp::Compact(CompactionResponse {
+                    header: Some(ResponseHeader {
+                        revision: rev,
+                        ..Default::default()
+                    }),
+                })
+            })
         }
         Op::Grant(_) => Resp::Granted,
         Op::Revoke(id) => {
             // The lessor's revoke: one write request deleting every key attached to the lease.
             let mut w = batch.write();
-            let all = RangeRequest { key: b("\0"), range_end: b("\0"), ..Default::default() };
+            let all = RangeRequest {
+                key: b("\0"),
+                range_end: b("\0"),
+                ..Default::default()
+            };
             let kvs = kv::range(&w, &all).expect("range all").kvs;
             let mut deleted = Vec::new();
             for kv in kvs.into_iter().filter(|kv| kv.lease == *id) {
-                deleted.extend(w.delete_range(&KeyRange::Single(kv.key.clone())).expect("delete"));
+                deleted.extend(
+                    w.delete_range(&KeyRange::Single(kv.key.clone()))
+                        .expect("delete"),
+                );
             }
             Resp::Revoked(deleted)
         }
@@ -250,7 +278,11 @@ impl Gen {
         if n < 4 {
             // Short values from a small alphabet so value compares and sorts hit ties.
             let alphabet = b"xyz";
-            Bytes::from((0..n).map(|_| *alphabet.choose(&mut self.rng).expect("alphabet")).collect::<Vec<u8>>())
+            Bytes::from(
+                (0..n)
+                    .map(|_| *alphabet.choose(&mut self.rng).expect("alphabet"))
+                    .collect::<Vec<u8>>(),
+            )
         } else {
             let fill = self.rng.random::<u8>();
             Bytes::from(vec![fill; n])
@@ -302,24 +334,40 @@ impl Gen {
 
     fn delete(&mut self) -> DeleteRangeRequest {
         let (key, range_end) = self.range();
-        DeleteRangeRequest { key, range_end, prev_kv: self.rng.random_bool(0.5) }
+        DeleteRangeRequest {
+            key,
+            range_end,
+            prev_kv: self.rng.random_bool(0.5),
+        }
     }
 
     fn range_req(&mut self, m: &Model) -> RangeRequest {
         use range_request::{SortOrder, SortTarget};
         let (key, range_end) = self.range();
-        let mut r = RangeRequest { key, range_end, ..Default::default() };
+        let mut r = RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        };
         if self.rng.random_bool(0.4) {
             r.limit = self.rng.random_range(0..5);
         }
         r.revision = self.revision(m);
         if self.rng.random_bool(0.3) {
-            r.sort_order = [SortOrder::None, SortOrder::Ascend, SortOrder::Descend].choose(&mut self.rng).copied().expect("x")
-                as i32;
-            r.sort_target = [SortTarget::Key, SortTarget::Version, SortTarget::Create, SortTarget::Mod, SortTarget::Value]
+            r.sort_order = [SortOrder::None, SortOrder::Ascend, SortOrder::Descend]
                 .choose(&mut self.rng)
                 .copied()
                 .expect("x") as i32;
+            r.sort_target = [
+                SortTarget::Key,
+                SortTarget::Version,
+                SortTarget::Create,
+                SortTarget::Mod,
+                SortTarget::Value,
+            ]
+            .choose(&mut self.rng)
+            .copied()
+            .expect("x") as i32;
         }
         r.keys_only = self.rng.random_bool(0.1);
         r.count_only = self.rng.random_bool(0.08);
@@ -342,26 +390,44 @@ impl Gen {
 
     fn compare(&mut self, m: &Model) -> Compare {
         use compare::{CompareResult, CompareTarget, TargetUnion};
-        let (key, range_end) = if self.rng.random_bool(0.8) { (self.key(), Bytes::new()) } else { self.range() };
-        let result = [CompareResult::Equal, CompareResult::Greater, CompareResult::Less, CompareResult::NotEqual]
-            .choose(&mut self.rng)
-            .copied()
-            .expect("x");
+        let (key, range_end) = if self.rng.random_bool(0.8) {
+            (self.key(), Bytes::new())
+        } else {
+            self.range()
+        };
+        let result = [
+            CompareResult::Equal,
+            CompareResult::Greater,
+            CompareResult::Less,
+            CompareResult::NotEqual,
+        ]
+        .choose(&mut self.rng)
+        .copied()
+        .expect("x");
         let current = m.get(&key, m.revision());
         let target = self.rng.random_range(0..5);
         let near = |rng: &mut StdRng, v: i64| v + rng.random_range(-1..=1);
         let (target, union) = match target {
             0 => {
                 let v = current.as_ref().map_or(0, |kv| kv.version);
-                (CompareTarget::Version, TargetUnion::Version(near(&mut self.rng, v)))
+                (
+                    CompareTarget::Version,
+                    TargetUnion::Version(near(&mut self.rng, v)),
+                )
             }
             1 => {
                 let v = current.as_ref().map_or(0, |kv| kv.create_revision);
-                (CompareTarget::Create, TargetUnion::CreateRevision(near(&mut self.rng, v)))
+                (
+                    CompareTarget::Create,
+                    TargetUnion::CreateRevision(near(&mut self.rng, v)),
+                )
             }
             2 => {
                 let v = current.as_ref().map_or(0, |kv| kv.mod_revision);
-                (CompareTarget::Mod, TargetUnion::ModRevision(near(&mut self.rng, v)))
+                (
+                    CompareTarget::Mod,
+                    TargetUnion::ModRevision(near(&mut self.rng, v)),
+                )
             }
             3 => {
                 let v = match &current {
@@ -372,13 +438,27 @@ impl Gen {
             }
             _ => {
                 let v = current.as_ref().map_or(0, |kv| kv.lease);
-                let v = if self.rng.random_bool(0.5) { v } else { self.lease() };
+                let v = if self.rng.random_bool(0.5) {
+                    v
+                } else {
+                    self.lease()
+                };
                 (CompareTarget::Lease, TargetUnion::Lease(v))
             }
         };
         // Occasionally a target union that does not match the target (etcd compares with 0).
-        let union = if self.rng.random_bool(0.03) { TargetUnion::Version(0) } else { union };
-        Compare { result: result as i32, target: target as i32, key, target_union: Some(union), range_end }
+        let union = if self.rng.random_bool(0.03) {
+            TargetUnion::Version(0)
+        } else {
+            union
+        };
+        Compare {
+            result: result as i32,
+            target: target as i32,
+            key,
+            target_union: Some(union),
+            range_end,
+        }
     }
 
     fn txn(&mut self, m: &Model, depth: usize) -> TxnRequest {
@@ -386,7 +466,11 @@ impl Gen {
         let compare = (0..n_cmp).map(|_| self.compare(m)).collect();
         let success = self.ops(m, depth);
         let failure = self.ops(m, depth);
-        TxnRequest { compare, success, failure }
+        TxnRequest {
+            compare,
+            success,
+            failure,
+        }
     }
 
     fn ops(&mut self, m: &Model, depth: usize) -> Vec<RequestOp> {
@@ -400,7 +484,9 @@ impl Gen {
                     _ if depth < 2 => request_op::Request::RequestTxn(self.txn(m, depth + 1)),
                     _ => request_op::Request::RequestRange(self.range_req(m)),
                 };
-                RequestOp { request: Some(request) }
+                RequestOp {
+                    request: Some(request),
+                }
             })
             .collect()
     }
@@ -444,7 +530,14 @@ impl Gen {
 // ---------------------------------------------------------------------------------------------
 // The check
 
-fn check_eq<T: PartialEq + Debug>(seed: u64, i: usize, what: &str, op: &dyn Debug, model: &T, store: &T) {
+fn check_eq<T: PartialEq + Debug>(
+    seed: u64,
+    i: usize,
+    what: &str,
+    op: &dyn Debug,
+    model: &T,
+    store: &T,
+) {
     if model != store {
         panic!(
             "MISMATCH seed={seed} op#{i} ({what})\nop: {op:#?}\nmodel: {model:#?}\nstore: {store:#?}\n\
@@ -482,21 +575,49 @@ fn full_check(seed: u64, i: usize, m: &Model, subjects: &[Subject], rng: &mut St
         revs.push(rng.random_range(compact.max(1)..=cur));
     }
     for rev in revs {
-        let r = RangeRequest { key: b("\0"), range_end: b("\0"), revision: rev, ..Default::default() };
+        let r = RangeRequest {
+            key: b("\0"),
+            range_end: b("\0"),
+            revision: rev,
+            ..Default::default()
+        };
         let want = model_resp(m.range(&r), Resp::Range);
         for s in subjects {
             let got = resp(kv::range(s.store(), &r), Resp::Range);
-            check_eq(seed, i, &format!("full check of {} at rev {rev}", s.name), &r, &want, &got);
+            check_eq(
+                seed,
+                i,
+                &format!("full check of {} at rev {rev}", s.name),
+                &r,
+                &want,
+                &got,
+            );
         }
     }
     for s in subjects {
-        check_eq(seed, i, &format!("{} revision", s.name), &"", &m.revision(), &s.store().current_revision());
-        check_eq(seed, i, &format!("{} compact revision", s.name), &"", &m.compact_revision(), &s.store().compact_revision());
+        check_eq(
+            seed,
+            i,
+            &format!("{} revision", s.name),
+            &"",
+            &m.revision(),
+            &s.store().current_revision(),
+        );
+        check_eq(
+            seed,
+            i,
+            &format!("{} compact revision", s.name),
+            &"",
+            &m.compact_revision(),
+            &s.store().compact_revision(),
+        );
     }
 }
 
 fn run_seed(seed: u64, ops: usize) -> Stats {
-    let mut g = Gen { rng: StdRng::seed_from_u64(seed) };
+    let mut g = Gen {
+        rng: StdRng::seed_from_u64(seed),
+    };
     let mut m = Model::new();
     let mut subjects = vec![Subject::memory(), Subject::sled()];
     let mut st = Stats::default();
@@ -525,7 +646,9 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
             st.full_checks += 1;
         }
         let op = g.op(&m);
-        if !op.is_write() || (matches!(&op, Op::Txn(t) if kv::is_txn_readonly(t)) && g.rng.random_bool(0.5)) {
+        if !op.is_write()
+            || (matches!(&op, Op::Txn(t) if kv::is_txn_readonly(t)) && g.rng.random_bool(0.5))
+        {
             // A read outside the applier.
             let want = apply_model(&mut m, &op);
             for s in &subjects {
@@ -538,7 +661,11 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
             continue;
         }
         // A batch of requests through the applier; reads may be mixed in.
-        let n = if g.rng.random_bool(0.5) { 1 } else { g.rng.random_range(2..=5) };
+        let n = if g.rng.random_bool(0.5) {
+            1
+        } else {
+            g.rng.random_range(2..=5)
+        };
         let mut batch = vec![op];
         while batch.len() < n {
             batch.push(g.op(&m));
@@ -552,9 +679,23 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
                 if w != g {
                     eprintln!("whole batch: {batch:#?}\nmodel responses: {want:#?}\nstore responses: {got:#?}");
                 }
-                check_eq(seed, i + j, &format!("{} batch of {}, #{j} in it", s.name, batch.len()), &batch[j], w, g);
+                check_eq(
+                    seed,
+                    i + j,
+                    &format!("{} batch of {}, #{j} in it", s.name, batch.len()),
+                    &batch[j],
+                    w,
+                    g,
+                );
             }
-            check_eq(seed, i, &format!("{} revision after batch", s.name), &"", &m.revision(), &s.store().current_revision());
+            check_eq(
+                seed,
+                i,
+                &format!("{} revision after batch", s.name),
+                &"",
+                &m.revision(),
+                &s.store().current_revision(),
+            );
         }
         want.iter().for_each(|r| st.tally(r));
         st.batches += 1;
@@ -566,7 +707,10 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
 
     // HashKV: equal on both engines, stable across physical compaction and reopen.
     let hashes = |subjects: &[Subject], rev: i64| -> Vec<u32> {
-        subjects.iter().map(|s| hash_kv(s.store(), rev).expect("hash").hash).collect()
+        subjects
+            .iter()
+            .map(|s| hash_kv(s.store(), rev).expect("hash").hash)
+            .collect()
     };
     // (HashKV at a revision <= the compact revision is `compacted`, as in etcd 3.5.)
     let mut probe_revs = vec![0];
@@ -576,13 +720,19 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
     }
     let before: Vec<Vec<u32>> = probe_revs.iter().map(|&r| hashes(&subjects, r)).collect();
     for h in &before {
-        assert_eq!(h[0], h[1], "seed {seed}: HashKV differs between memory and sled");
+        assert_eq!(
+            h[0], h[1],
+            "seed {seed}: HashKV differs between memory and sled"
+        );
     }
     for s in &subjects {
         s.store().wait_compaction();
     }
     let after: Vec<Vec<u32>> = probe_revs.iter().map(|&r| hashes(&subjects, r)).collect();
-    assert_eq!(before, after, "seed {seed}: HashKV changed by physical compaction");
+    assert_eq!(
+        before, after,
+        "seed {seed}: HashKV changed by physical compaction"
+    );
     for s in &mut subjects {
         s.reopen();
         s.store().wait_compaction();
@@ -599,12 +749,18 @@ fn random_sequences_match_the_model() {
         Ok(s) => vec![s.parse().expect("MODEL_SEED must be a number")],
         Err(_) => SEEDS.to_vec(),
     };
-    let ops = std::env::var("MODEL_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(OPS_PER_SEED);
+    let ops = std::env::var("MODEL_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(OPS_PER_SEED);
     let mut total = 0;
     for seed in seeds {
         let st = run_seed(seed, ops);
         eprintln!("seed {seed}: {st:?}");
-        assert!(st.errors.len() >= 4 && st.compactions > 0 && st.reopens > 0, "seed {seed} too tame: {st:?}");
+        assert!(
+            st.errors.len() >= 4 && st.compactions > 0 && st.reopens > 0,
+            "seed {seed} too tame: {st:?}"
+        );
         total += st.ops;
     }
     eprintln!("model check: {total} ops");

@@ -22,7 +22,11 @@ fn put(store: &MvccStore, k: &str, v: &str) -> i64 {
     let mut batch = store.begin();
     {
         let mut w = batch.write();
-        let p = PutRequest { key: b(k), value: b(v), ..Default::default() };
+        let p = PutRequest {
+            key: b(k),
+            value: b(v),
+            ..Default::default()
+        };
         kv::put(&mut w, &p, &|_| true, false).expect("put");
     }
     batch.commit().expect("commit").rev
@@ -46,28 +50,57 @@ fn compaction_earlier_in_a_batch_applies_to_later_requests() {
     assert_eq!(s.current_revision(), 6);
     let mut batch = s.begin();
     batch.compact(5).expect("compact");
-    assert_eq!(batch.compact_revision(), 5, "the batch reports its own pending compaction");
-    let r = RangeRequest { key: b("a"), revision: 3, ..Default::default() };
+    assert_eq!(
+        batch.compact_revision(),
+        5,
+        "the batch reports its own pending compaction"
+    );
+    let r = RangeRequest {
+        key: b("a"),
+        revision: 3,
+        ..Default::default()
+    };
     {
         let w = batch.write();
         assert_eq!(etcd_err(kv::range(&w, &r)), EtcdError::Compacted);
     }
-    assert_eq!(etcd_err(batch.range(&KeyRange::Single(b("a")), shale_mvcc::RangeOptions { rev: 3, ..Default::default() })), EtcdError::Compacted);
+    assert_eq!(
+        etcd_err(batch.range(
+            &KeyRange::Single(b("a")),
+            shale_mvcc::RangeOptions {
+                rev: 3,
+                ..Default::default()
+            }
+        )),
+        EtcdError::Compacted
+    );
     let t = TxnRequest {
         compare: vec![],
-        success: vec![RequestOp { request: Some(request_op::Request::RequestRange(r.clone())) }],
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestRange(r.clone())),
+        }],
         failure: vec![],
     };
     {
         let first = batch.compact_revision();
         let mut w = batch.write();
-        assert_eq!(etcd_err(kv::txn(&mut w, &t, &|_| true, first)), EtcdError::Compacted);
+        assert_eq!(
+            etcd_err(kv::txn(&mut w, &t, &|_| true, first)),
+            EtcdError::Compacted
+        );
     }
     // A read at exactly the compact revision still works.
     {
         let w = batch.write();
-        let ok = RangeRequest { key: b("a"), revision: 5, ..Default::default() };
-        assert_eq!(kv::range(&w, &ok).expect("read at compact rev").kvs[0].value, b("3"));
+        let ok = RangeRequest {
+            key: b("a"),
+            revision: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            kv::range(&w, &ok).expect("read at compact rev").kvs[0].value,
+            b("3")
+        );
     }
     batch.commit().expect("commit");
     assert_eq!(etcd_err(kv::range(&s, &r)), EtcdError::Compacted);
@@ -113,38 +146,64 @@ fn txn_failing_half_way_changes_nothing() {
     let t = TxnRequest {
         compare: vec![],
         success: vec![
-            op(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: b("a"),
-                range_end: b("\0"),
-                prev_kv: false,
+            op(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: b("a"),
+                    range_end: b("\0"),
+                    prev_kv: false,
+                },
+            )),
+            op(request_op::Request::RequestPut(PutRequest {
+                key: b("b"),
+                ignore_value: true,
+                ..Default::default()
             })),
-            op(request_op::Request::RequestPut(PutRequest { key: b("b"), ignore_value: true, ..Default::default() })),
         ],
         failure: vec![],
     };
-    assert!(shale_api::validate::check_txn(&t, 128).is_ok(), "the gRPC layer lets it through");
+    assert!(
+        shale_api::validate::check_txn(&t, 128).is_ok(),
+        "the gRPC layer lets it through"
+    );
     let rev = s.current_revision();
     let mut batch = s.begin();
     {
         let first = batch.compact_revision();
         let mut w = batch.write();
-        assert_eq!(etcd_err(kv::txn(&mut w, &t, &|_| true, first)), EtcdError::KeyNotFound);
+        assert_eq!(
+            etcd_err(kv::txn(&mut w, &t, &|_| true, first)),
+            EtcdError::KeyNotFound
+        );
     }
     let committed = batch.commit().expect("commit");
-    assert!(committed.changes.is_empty(), "no change may be published: {:?}", committed.changes);
+    assert!(
+        committed.changes.is_empty(),
+        "no change may be published: {:?}",
+        committed.changes
+    );
     assert_eq!(s.current_revision(), rev);
-    let all = RangeRequest { key: b("\0"), range_end: b("\0"), ..Default::default() };
+    let all = RangeRequest {
+        key: b("\0"),
+        range_end: b("\0"),
+        ..Default::default()
+    };
     assert_eq!(kv::range(&s, &all).expect("range").kvs.len(), 2);
     // A plain put after the delete is fine: the key is recreated.
     let t2 = TxnRequest {
         compare: vec![],
         success: vec![
-            op(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: b("a"),
-                range_end: b("\0"),
-                prev_kv: false,
+            op(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: b("a"),
+                    range_end: b("\0"),
+                    prev_kv: false,
+                },
+            )),
+            op(request_op::Request::RequestPut(PutRequest {
+                key: b("b"),
+                value: b("3"),
+                ..Default::default()
             })),
-            op(request_op::Request::RequestPut(PutRequest { key: b("b"), value: b("3"), ..Default::default() })),
         ],
         failure: vec![],
     };

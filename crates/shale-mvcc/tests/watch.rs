@@ -47,11 +47,19 @@ struct TestSink {
 
 impl TestSink {
     fn fast() -> Arc<Self> {
-        Arc::new(Self { state: Mutex::default(), capacity: usize::MAX, auto_drain: true })
+        Arc::new(Self {
+            state: Mutex::default(),
+            capacity: usize::MAX,
+            auto_drain: true,
+        })
     }
 
     fn slow(capacity: usize) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::default(), capacity, auto_drain: false })
+        Arc::new(Self {
+            state: Mutex::default(),
+            capacity,
+            auto_drain: false,
+        })
     }
 
     /// The client reads everything queued.
@@ -98,7 +106,11 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The events a sink has delivered for `id`, flattened, in order.
 fn events_of(resps: &[WatchResponse], id: i64) -> Vec<Event> {
-    resps.iter().filter(|r| r.watch_id == id).flat_map(|r| r.events.iter().cloned()).collect()
+    resps
+        .iter()
+        .filter(|r| r.watch_id == id)
+        .flat_map(|r| r.events.iter().cloned())
+        .collect()
 }
 
 fn rev_of(e: &Event) -> i64 {
@@ -109,13 +121,23 @@ fn rev_of(e: &Event) -> i64 {
 /// are never split across two responses of the same watcher.
 fn check_response_shape(resps: &[WatchResponse], id: i64) {
     let mut last_rev_of_prev = 0;
-    for r in resps.iter().filter(|r| r.watch_id == id && !r.events.is_empty()) {
+    for r in resps
+        .iter()
+        .filter(|r| r.watch_id == id && !r.events.is_empty())
+    {
         let hdr = r.header.as_ref().expect("header").revision;
         for e in &r.events {
-            assert!(rev_of(e) <= hdr, "event at {} in a response with header {hdr}", rev_of(e));
+            assert!(
+                rev_of(e) <= hdr,
+                "event at {} in a response with header {hdr}",
+                rev_of(e)
+            );
         }
         let first = rev_of(&r.events[0]);
-        assert!(first > last_rev_of_prev, "revision {first} split across responses or repeated");
+        assert!(
+            first > last_rev_of_prev,
+            "revision {first} split across responses or repeated"
+        );
         last_rev_of_prev = rev_of(r.events.last().expect("non-empty"));
     }
 }
@@ -134,11 +156,19 @@ impl World {
         let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
         let store = Arc::new(MvccStore::open(engine).expect("open"));
         let hub = WatchHub::new(store.clone());
-        Arc::new(Self { store, hub, model: Mutex::new(Model::new()) })
+        Arc::new(Self {
+            store,
+            hub,
+            model: Mutex::new(Model::new()),
+        })
     }
 
     fn put(&self, k: &str, v: &str) -> i64 {
-        let p = PutRequest { key: b(k), value: b(v), ..Default::default() };
+        let p = PutRequest {
+            key: b(k),
+            value: b(v),
+            ..Default::default()
+        };
         let mut m = self.model.lock();
         m.put(&p).expect("model put");
         let mut batch = self.store.begin();
@@ -152,7 +182,11 @@ impl World {
     }
 
     fn delete(&self, k: &str, end: &str) -> i64 {
-        let d = DeleteRangeRequest { key: b(k), range_end: b(end), prev_kv: false };
+        let d = DeleteRangeRequest {
+            key: b(k),
+            range_end: b(end),
+            prev_kv: false,
+        };
         let mut m = self.model.lock();
         m.delete_range(&d).expect("model delete");
         let mut batch = self.store.begin();
@@ -170,7 +204,11 @@ impl World {
         let mut m = self.model.lock();
         let mut batch = self.store.begin();
         for (k, v) in kvs {
-            let p = PutRequest { key: b(k), value: b(v), ..Default::default() };
+            let p = PutRequest {
+                key: b(k),
+                value: b(v),
+                ..Default::default()
+            };
             m.put(&p).expect("model put");
             let mut w = batch.write();
             kv::put(&mut w, &p, &|_| true, false).expect("put");
@@ -231,7 +269,10 @@ impl World {
 }
 
 fn spec(key: &str, end: &str) -> WatchSpec {
-    WatchSpec { range: Some(KeyRange::new(b(key), b(end))), ..Default::default() }
+    WatchSpec {
+        range: Some(KeyRange::new(b(key), b(end))),
+        ..Default::default()
+    }
 }
 
 fn all_keys() -> WatchSpec {
@@ -250,7 +291,11 @@ fn model_range_helper_agrees_with_key_range() {
     for (k, e) in [("a", ""), ("a", "b"), ("a", "\0"), ("\0", "\0"), ("b", "a")] {
         let r = KeyRange::new(b(k), b(e));
         for key in ["a", "a/1", "b", "c", "\u{1}"] {
-            assert_eq!(r.contains(key.as_bytes()), in_range(key.as_bytes(), k.as_bytes(), e.as_bytes()), "{k:?}..{e:?} {key}");
+            assert_eq!(
+                r.contains(key.as_bytes()),
+                in_range(key.as_bytes(), k.as_bytes(), e.as_bytes()),
+                "{k:?}..{e:?} {key}"
+            );
         }
     }
 }
@@ -313,18 +358,27 @@ fn history_replay_then_live_while_writes_continue() {
             }
         })
     };
-    wait_for("replaying watchers to sync", || w.hub.watcher_counts().1 == 0);
+    wait_for("replaying watchers to sync", || {
+        w.hub.watcher_counts().1 == 0
+    });
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     let end = w.rev();
     for (id, s) in &specs {
         let want = w.expected(s, s.start_revision, end);
         let want_last = want.last().map_or(0, rev_of);
-        wait_for("watcher to reach the end", || last_event_rev(&sink, *id) == want_last);
+        wait_for("watcher to reach the end", || {
+            last_event_rev(&sink, *id) == want_last
+        });
         let got = sink.delivered();
         check_response_shape(&got, *id);
         let evs = events_of(&got, *id);
-        assert_eq!(evs.len(), want.len(), "watcher {id} from {}", s.start_revision);
+        assert_eq!(
+            evs.len(),
+            want.len(),
+            "watcher {id} from {}",
+            s.start_revision
+        );
         assert_eq!(evs, want, "watcher {id} from {}", s.start_revision);
     }
 }
@@ -334,7 +388,13 @@ fn filters_and_ranges() {
     let w = World::new();
     let sink = TestSink::fast();
     let sid = w.hub.open_stream(sink.clone());
-    let mut specs = vec![spec("a", ""), spec("a", "b"), spec("a/", "\0"), spec("c", "a"), all_keys()];
+    let mut specs = vec![
+        spec("a", ""),
+        spec("a", "b"),
+        spec("a/", "\0"),
+        spec("c", "a"),
+        all_keys(),
+    ];
     let mut np = all_keys();
     np.no_put = true;
     let mut nd = spec("a", "b");
@@ -342,7 +402,10 @@ fn filters_and_ranges() {
     nd.prev_kv = true;
     specs.push(np);
     specs.push(nd);
-    let ids: Vec<i64> = specs.iter().map(|s| w.hub.create(sid, s.clone()).expect("created")).collect();
+    let ids: Vec<i64> = specs
+        .iter()
+        .map(|s| w.hub.create(sid, s.clone()).expect("created"))
+        .collect();
     let start = w.rev() + 1;
     let mut rng = StdRng::seed_from_u64(3);
     for _ in 0..300 {
@@ -353,7 +416,9 @@ fn filters_and_ranges() {
     for (id, s) in ids.iter().zip(&specs) {
         let want = w.expected(s, start, end);
         let want_last = want.last().map_or(0, rev_of);
-        wait_for("filtered watcher", || last_event_rev(&sink, *id) == want_last);
+        wait_for("filtered watcher", || {
+            last_event_rev(&sink, *id) == want_last
+        });
         assert_eq!(events_of(&sink.delivered(), *id), want, "spec {s:?}");
     }
     // The empty range [c, a) never gets anything.
@@ -400,7 +465,10 @@ fn slow_client_gets_every_event_exactly_once_in_order() {
     });
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
-    assert!(sink.refused() > 0, "the sink never pushed back; the test did not exercise slow clients");
+    assert!(
+        sink.refused() > 0,
+        "the sink never pushed back; the test did not exercise slow clients"
+    );
     let got = sink.delivered();
     check_response_shape(&got, live);
     check_response_shape(&got, replay);
@@ -420,8 +488,16 @@ fn compacted_start_revision_is_created_then_canceled() {
     let mut s = spec("k", "");
     s.start_revision = 5;
     let id = w.hub.create(sid, s).expect("created");
-    wait_for("cancel", || sink.delivered().iter().any(|r| r.watch_id == id && r.canceled));
-    let got: Vec<_> = sink.delivered().into_iter().filter(|r| r.watch_id == id).collect();
+    wait_for("cancel", || {
+        sink.delivered()
+            .iter()
+            .any(|r| r.watch_id == id && r.canceled)
+    });
+    let got: Vec<_> = sink
+        .delivered()
+        .into_iter()
+        .filter(|r| r.watch_id == id)
+        .collect();
     assert!(got[0].created && !got[0].canceled, "{got:?}");
     assert!(got[1].canceled && got[1].compact_revision == 10, "{got:?}");
     assert!(got.iter().all(|r| r.events.is_empty()));
@@ -441,7 +517,10 @@ fn compacted_start_revision_is_created_then_canceled() {
     s.start_revision = -1;
     assert_eq!(w.hub.create(sid, s), None);
     let last = sink.delivered().last().cloned().expect("response");
-    assert!(last.created && last.canceled && last.cancel_reason.contains("compacted"), "{last:?}");
+    assert!(
+        last.created && last.canceled && last.cancel_reason.contains("compacted"),
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -459,9 +538,15 @@ fn compaction_while_a_slow_watcher_lags_cancels_it() {
     sink.drain();
     wait_for("lagging watcher canceled", || {
         sink.drain();
-        sink.delivered().iter().any(|r| r.watch_id == id && r.canceled)
+        sink.delivered()
+            .iter()
+            .any(|r| r.watch_id == id && r.canceled)
     });
-    let got: Vec<_> = sink.delivered().into_iter().filter(|r| r.watch_id == id).collect();
+    let got: Vec<_> = sink
+        .delivered()
+        .into_iter()
+        .filter(|r| r.watch_id == id)
+        .collect();
     let cancel = got.iter().find(|r| r.canceled).expect("cancel");
     assert_eq!(cancel.compact_revision, w.rev());
     // What it did get was in order and without gaps from the start.
@@ -481,11 +566,19 @@ fn progress_is_answered_only_after_every_watcher_caught_up() {
     // Stream 1: only an idle watcher; progress is answered at once with the current revision.
     let idle_sink = TestSink::fast();
     let sid1 = w.hub.open_stream(idle_sink.clone());
-    w.hub.create(sid1, spec("never-written", "")).expect("created");
+    w.hub
+        .create(sid1, spec("never-written", ""))
+        .expect("created");
     w.hub.request_progress(sid1);
     let rev = w.rev();
-    wait_for("progress on idle stream", || idle_sink.delivered().iter().any(|r| r.watch_id == -1));
-    let p = idle_sink.delivered().into_iter().find(|r| r.watch_id == -1).expect("progress");
+    wait_for("progress on idle stream", || {
+        idle_sink.delivered().iter().any(|r| r.watch_id == -1)
+    });
+    let p = idle_sink
+        .delivered()
+        .into_iter()
+        .find(|r| r.watch_id == -1)
+        .expect("progress");
     assert_eq!(p.header.expect("header").revision, rev);
     assert!(p.events.is_empty() && !p.created && !p.canceled);
 
@@ -493,7 +586,10 @@ fn progress_is_answered_only_after_every_watcher_caught_up() {
     // slow queue. The progress answer must come after every event <= its revision.
     let sink = TestSink::slow(3);
     let sid = w.hub.open_stream(sink.clone());
-    let idle = w.hub.create(sid, spec("never-written", "")).expect("created");
+    let idle = w
+        .hub
+        .create(sid, spec("never-written", ""))
+        .expect("created");
     let live = w.hub.create(sid, all_keys()).expect("created");
     let mut old = all_keys();
     old.start_revision = 1;
@@ -513,7 +609,9 @@ fn progress_is_answered_only_after_every_watcher_caught_up() {
     for _ in 0..200 {
         w.random_write(&mut rng);
     }
-    wait_for("progress on busy stream", || sink.delivered().iter().any(|r| r.watch_id == -1));
+    wait_for("progress on busy stream", || {
+        sink.delivered().iter().any(|r| r.watch_id == -1)
+    });
     let end = w.rev();
     wait_for("everything", || {
         last_event_rev(&sink, replay) == end && last_event_rev(&sink, live) == end
@@ -523,14 +621,31 @@ fn progress_is_answered_only_after_every_watcher_caught_up() {
     let got = sink.delivered();
     let at = got.iter().position(|r| r.watch_id == -1).expect("progress");
     let r = got[at].header.as_ref().expect("header").revision;
-    assert!(r >= rev, "progress revision {r} older than the stream's watchers");
+    assert!(
+        r >= rev,
+        "progress revision {r} older than the stream's watchers"
+    );
     for id in [live, replay] {
-        let before: Vec<Event> = got[..at].iter().filter(|x| x.watch_id == id).flat_map(|x| x.events.clone()).collect();
-        let after: Vec<Event> = got[at..].iter().filter(|x| x.watch_id == id).flat_map(|x| x.events.clone()).collect();
+        let before: Vec<Event> = got[..at]
+            .iter()
+            .filter(|x| x.watch_id == id)
+            .flat_map(|x| x.events.clone())
+            .collect();
+        let after: Vec<Event> = got[at..]
+            .iter()
+            .filter(|x| x.watch_id == id)
+            .flat_map(|x| x.events.clone())
+            .collect();
         let from = if id == replay { 1 } else { rev + 1 };
         let want_before = w.expected(&all_keys(), from, r);
-        assert_eq!(before, want_before, "watcher {id}: events <= {r} must precede the progress answer");
-        assert!(after.iter().all(|e| rev_of(e) > r), "watcher {id}: event <= {r} after the progress answer");
+        assert_eq!(
+            before, want_before,
+            "watcher {id}: events <= {r} must precede the progress answer"
+        );
+        assert!(
+            after.iter().all(|e| rev_of(e) > r),
+            "watcher {id}: event <= {r} after the progress answer"
+        );
     }
     assert!(events_of(&got, idle).is_empty());
     assert_eq!(got.iter().filter(|r| r.watch_id == -1).count(), 1);
@@ -549,7 +664,10 @@ fn progress_notify_ticks_only_for_synced_watchers_that_asked() {
     w.put("zzz", "1");
     w.hub.progress_tick();
     let got = sink.delivered();
-    let ticks: Vec<_> = got.iter().filter(|r| r.events.is_empty() && !r.created && !r.canceled).collect();
+    let ticks: Vec<_> = got
+        .iter()
+        .filter(|r| r.events.is_empty() && !r.created && !r.canceled)
+        .collect();
     assert_eq!(ticks.len(), 1, "{got:?}");
     assert_eq!(ticks[0].watch_id, id);
     assert_eq!(ticks[0].header.as_ref().expect("header").revision, w.rev());
@@ -606,5 +724,9 @@ fn future_start_revision_skips_earlier_events() {
     let end = w.rev();
     wait_for("events", || last_event_rev(&sink, id) == end);
     let evs = events_of(&sink.delivered(), id);
-    assert_eq!(evs, w.expected(&s, start, end), "a watcher from {start} got events before it");
+    assert_eq!(
+        evs,
+        w.expected(&s, start, end),
+        "a watcher from {start} got events before it"
+    );
 }

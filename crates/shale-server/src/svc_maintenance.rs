@@ -1,6 +1,7 @@
 //! The Maintenance service: Status, Hash, HashKV, Alarm, Defragment, Snapshot, MoveLeader.
 
 use std::io::Read;
+
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -133,8 +134,12 @@ impl Maintenance for MaintenanceService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let version = ctx.id.version.clone();
         tokio::task::spawn_blocking(move || {
-            let total = file.metadata().map(|m| m.len()).unwrap_or(0) + 32;
-            let mut r = std::io::BufReader::new(file);
+            // Clients (etcdctl) expect a page-aligned body (a multiple of 512 bytes) followed
+            // by its SHA-256; the snapshot format ignores the zero padding after its end.
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let padded = len.div_ceil(512) * 512;
+            let total = padded + 32;
+            let mut r = std::io::Read::chain(std::io::BufReader::new(file), std::io::repeat(0).take(padded - len));
             let mut sha = Sha256::new();
             let mut sent: u64 = 0;
             let mut buf = vec![0u8; SNAPSHOT_CHUNK];

@@ -33,9 +33,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    compare, range_request, request_op, response_op, Compare, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp,
-    TxnRequest, TxnResponse,
+    compare, range_request, request_op, response_op, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use shale_api::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -93,7 +93,10 @@ struct Path {
 }
 
 fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 /// Does `key` belong to the request range `start`/`end`?
@@ -109,7 +112,13 @@ pub fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 
 impl Model {
     pub fn new() -> Self {
-        Self { rev: 1, compact: -1, log: Vec::new(), by_key: BTreeMap::new(), leases: BTreeSet::new() }
+        Self {
+            rev: 1,
+            compact: -1,
+            log: Vec::new(),
+            by_key: BTreeMap::new(),
+            leases: BTreeSet::new(),
+        }
     }
 
     /// The current revision.
@@ -141,9 +150,15 @@ impl Model {
     /// revision, keys in key order). Returns the deleted key-values.
     pub fn revoke(&mut self, id: i64) -> Vec<KeyValue> {
         self.leases.remove(&id);
-        let mut w = Write { begin: self.rev, subs: 0 };
-        let attached: Vec<KeyValue> =
-            self.live_at(w.read_rev()).into_iter().filter(|kv| kv.lease == id).collect();
+        let mut w = Write {
+            begin: self.rev,
+            subs: 0,
+        };
+        let attached: Vec<KeyValue> = self
+            .live_at(w.read_rev())
+            .into_iter()
+            .filter(|kv| kv.lease == id)
+            .collect();
         for kv in &attached {
             self.record(&mut w, kv.key.clone(), None);
         }
@@ -156,7 +171,10 @@ impl Model {
     /// The change of `key` visible at revision `at` (put or delete), if any.
     fn change_at(&self, key: &[u8], at: i64) -> Option<&ModelChange> {
         let idxs = self.by_key.get(key)?;
-        idxs.iter().rev().map(|&i| &self.log[i]).find(|c| c.main <= at)
+        idxs.iter()
+            .rev()
+            .map(|&i| &self.log[i])
+            .find(|c| c.main <= at)
     }
 
     /// The live key-value of `key` at revision `at`.
@@ -171,12 +189,21 @@ impl Model {
 
     /// Live key-values of a request range at revision `at`, in key order.
     fn in_range_at(&self, start: &[u8], end: &[u8], at: i64) -> Vec<KeyValue> {
-        self.by_key.keys().filter(|k| in_range(k, start, end)).filter_map(|k| self.get(k, at)).collect()
+        self.by_key
+            .keys()
+            .filter(|k| in_range(k, start, end))
+            .filter_map(|k| self.get(k, at))
+            .collect()
     }
 
     fn record(&mut self, w: &mut Write, key: Bytes, kv: Option<KeyValue>) {
         let i = self.log.len();
-        self.log.push(ModelChange { main: w.write_rev(), sub: w.subs, key: key.clone(), kv });
+        self.log.push(ModelChange {
+            main: w.write_rev(),
+            sub: w.subs,
+            key: key.clone(),
+            kv,
+        });
         self.by_key.entry(key).or_default().push(i);
         w.subs += 1;
     }
@@ -221,7 +248,12 @@ impl Model {
         let mut kvs = self.in_range_at(&r.key, &r.range_end, at);
         let count = kvs.len() as i64;
         if r.count_only {
-            return Ok(RangeResponse { header: header(cur), kvs: Vec::new(), more: false, count });
+            return Ok(RangeResponse {
+                header: header(cur),
+                kvs: Vec::new(),
+                more: false,
+                count,
+            });
         }
         // etcd fetches only `limit + 1` keys (in key order) unless the request asks for a sort
         // order or a filter; the implicit ascending sort of a non-KEY target below then only
@@ -272,7 +304,12 @@ impl Model {
                 kv.value = Bytes::new();
             }
         }
-        Ok(RangeResponse { header: header(cur), kvs, more, count })
+        Ok(RangeResponse {
+            header: header(cur),
+            kvs,
+            more,
+            count,
+        })
     }
 
     /// A Put request (checks the lease first).
@@ -280,7 +317,10 @@ impl Model {
         if p.lease != 0 && !self.leases.contains(&p.lease) {
             return Err(EtcdError::LeaseNotFound);
         }
-        let mut w = Write { begin: self.rev, subs: 0 };
+        let mut w = Write {
+            begin: self.rev,
+            subs: 0,
+        };
         match self.put_in(&mut w, p) {
             Ok(resp) => {
                 self.finish(w);
@@ -311,14 +351,30 @@ impl Model {
             Some(prev) => (prev.create_revision, prev.version + 1),
             None => (rev, 1),
         };
-        let kv = KeyValue { key: p.key.clone(), create_revision, mod_revision: rev, version, value, lease };
+        let kv = KeyValue {
+            key: p.key.clone(),
+            create_revision,
+            mod_revision: rev,
+            version,
+            value,
+            lease,
+        };
         self.record(w, p.key.clone(), Some(kv));
-        Ok(PutResponse { header: header(rev), prev_kv: if p.prev_kv { prev } else { None } })
+        Ok(PutResponse {
+            header: header(rev),
+            prev_kv: if p.prev_kv { prev } else { None },
+        })
     }
 
     /// A DeleteRange request.
-    pub fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
-        let mut w = Write { begin: self.rev, subs: 0 };
+    pub fn delete_range(
+        &mut self,
+        d: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
+        let mut w = Write {
+            begin: self.rev,
+            subs: 0,
+        };
         let resp = self.delete_in(&mut w, d);
         self.finish(w);
         Ok(resp)
@@ -345,7 +401,9 @@ impl Model {
             return Err(EtcdError::FutureRev);
         }
         self.compact = rev;
-        Ok(CompactionResponse { header: header(self.rev) })
+        Ok(CompactionResponse {
+            header: header(self.rev),
+        })
     }
 
     /// A Txn request (read-only or not: the answers are the same).
@@ -435,18 +493,25 @@ impl Model {
         Ok(())
     }
 
-    fn exec(&mut self, w: &mut Write, t: &TxnRequest, path: &Path) -> Result<TxnResponse, EtcdError> {
+    fn exec(
+        &mut self,
+        w: &mut Write,
+        t: &TxnRequest,
+        path: &Path,
+    ) -> Result<TxnResponse, EtcdError> {
         let mut nested = path.nested.iter();
         let mut responses = Vec::new();
         for op in if path.ok { &t.success } else { &t.failure } {
             let response = match &op.request {
-                Some(request_op::Request::RequestRange(r)) => {
-                    Some(response_op::Response::ResponseRange(self.range_at_view(r, w.read_rev())?))
+                Some(request_op::Request::RequestRange(r)) => Some(
+                    response_op::Response::ResponseRange(self.range_at_view(r, w.read_rev())?),
+                ),
+                Some(request_op::Request::RequestPut(p)) => {
+                    Some(response_op::Response::ResponsePut(self.put_in(w, p)?))
                 }
-                Some(request_op::Request::RequestPut(p)) => Some(response_op::Response::ResponsePut(self.put_in(w, p)?)),
-                Some(request_op::Request::RequestDeleteRange(d)) => {
-                    Some(response_op::Response::ResponseDeleteRange(self.delete_in(w, d)))
-                }
+                Some(request_op::Request::RequestDeleteRange(d)) => Some(
+                    response_op::Response::ResponseDeleteRange(self.delete_in(w, d)),
+                ),
                 Some(request_op::Request::RequestTxn(n)) => {
                     let mut r = self.exec(w, n, nested.next().expect("path of nested txn"))?;
                     r.header = Some(ResponseHeader::default());
@@ -456,7 +521,11 @@ impl Model {
             };
             responses.push(ResponseOp { response });
         }
-        Ok(TxnResponse { header: None, succeeded: path.ok, responses })
+        Ok(TxnResponse {
+            header: None,
+            succeeded: path.ok,
+            responses,
+        })
     }
 
     // ---- watch --------------------------------------------------------------------------
@@ -471,10 +540,18 @@ impl Model {
             .map(|c| {
                 let prev_kv = self.get(&c.key, c.main - 1);
                 match &c.kv {
-                    Some(kv) => Event { r#type: EventType::Put as i32, kv: Some(kv.clone()), prev_kv },
+                    Some(kv) => Event {
+                        r#type: EventType::Put as i32,
+                        kv: Some(kv.clone()),
+                        prev_kv,
+                    },
                     None => Event {
                         r#type: EventType::Delete as i32,
-                        kv: Some(KeyValue { key: c.key.clone(), mod_revision: c.main, ..Default::default() }),
+                        kv: Some(KeyValue {
+                            key: c.key.clone(),
+                            mod_revision: c.main,
+                            ..Default::default()
+                        }),
                         prev_kv,
                     },
                 }
@@ -541,7 +618,11 @@ mod tests {
     }
 
     fn put(k: &str, v: &str) -> PutRequest {
-        PutRequest { key: b(k), value: b(v), ..Default::default() }
+        PutRequest {
+            key: b(k),
+            value: b(v),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -552,9 +633,19 @@ mod tests {
         assert_eq!(m.put(&put("a", "2")).unwrap().header.unwrap().revision, 3);
         let kv = m.get(b"a", 3).unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
-        let d = m.delete_range(&DeleteRangeRequest { key: b("a"), ..Default::default() }).unwrap();
+        let d = m
+            .delete_range(&DeleteRangeRequest {
+                key: b("a"),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!((d.deleted, d.header.unwrap().revision), (1, 4));
-        let d = m.delete_range(&DeleteRangeRequest { key: b("a"), ..Default::default() }).unwrap();
+        let d = m
+            .delete_range(&DeleteRangeRequest {
+                key: b("a"),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!((d.deleted, d.header.unwrap().revision), (0, 4));
         m.put(&put("a", "3")).unwrap();
         let kv = m.get(b"a", 5).unwrap();
@@ -562,7 +653,13 @@ mod tests {
         assert_eq!(m.compact(6), Err(EtcdError::FutureRev));
         m.compact(4).unwrap();
         assert_eq!(m.compact(4), Err(EtcdError::Compacted));
-        let at = |rev| m.range(&RangeRequest { key: b("a"), revision: rev, ..Default::default() });
+        let at = |rev| {
+            m.range(&RangeRequest {
+                key: b("a"),
+                revision: rev,
+                ..Default::default()
+            })
+        };
         assert_eq!(at(3), Err(EtcdError::Compacted));
         assert_eq!(at(4).unwrap().count, 0);
         assert_eq!(at(5).unwrap().count, 1);
@@ -578,7 +675,10 @@ mod tests {
             compare: vec![],
             success: vec![
                 op(request_op::Request::RequestPut(put("b", "x"))),
-                op(request_op::Request::RequestRange(RangeRequest { key: b("b"), ..Default::default() })),
+                op(request_op::Request::RequestRange(RangeRequest {
+                    key: b("b"),
+                    ..Default::default()
+                })),
             ],
             failure: vec![],
         };
@@ -595,7 +695,11 @@ mod tests {
             compare: vec![],
             success: vec![
                 op(request_op::Request::RequestPut(put("c", "x"))),
-                op(request_op::Request::RequestPut(PutRequest { key: b("d"), lease: 7, ..Default::default() })),
+                op(request_op::Request::RequestPut(PutRequest {
+                    key: b("d"),
+                    lease: 7,
+                    ..Default::default()
+                })),
             ],
             failure: vec![],
         };

@@ -509,4 +509,16 @@ mod tests {
         p.restart().unwrap();
         assert!(p.is_running());
     }
+
+    /// Needs the real etcd 3.5.1: a 3-member cluster where one member is killed and restarted.
+    #[test]
+    fn etcd35_three_member_cluster() {
+        let bin = etcd35_bin().unwrap();
+        let mut members = EtcdProcess::start_cluster(&bin, 3, &[]).unwrap();
+        assert_eq!(members.len(), 3);
+        members[1].kill9().unwrap();
+        // the killed member may have been the leader: health returns once a new one is elected
+        members[0].wait_healthy(START_TIMEOUT).unwrap();
+        members[1].start_again().unwrap();
+    }
 }

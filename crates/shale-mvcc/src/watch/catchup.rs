@@ -13,7 +13,9 @@ use std::sync::Arc;
 use shale_api::etcdserverpb::WatchResponse;
 use shale_api::mvccpb::{event::EventType, Event, KeyValue};
 
-use super::hub::{header, maybe_answer_progress, HubShared, StreamId, WatchSink, Watcher, CATCHUP_IDLE};
+use super::hub::{
+    header, maybe_answer_progress, HubShared, StreamId, WatchSink, Watcher, CATCHUP_IDLE,
+};
 use crate::record::{self, kv_key_bound, parse_kv_key};
 use crate::Result;
 
@@ -48,7 +50,11 @@ pub(crate) fn run(shared: Arc<HubShared>) {
                             sid: *sid,
                             id: *id,
                             sink: s.sink.clone(),
-                            w: Watcher { range: w.range.clone(), synced: false, ..*w },
+                            w: Watcher {
+                                range: w.range.clone(),
+                                synced: false,
+                                ..*w
+                            },
                             failed: false,
                         });
                     }
@@ -64,8 +70,12 @@ pub(crate) fn run(shared: Arc<HubShared>) {
         let rev = st.rev;
         let mut touched = Vec::new();
         for j in jobs {
-            let Some(s) = st.streams.get_mut(&j.sid) else { continue };
-            let Some(w) = s.watchers.get_mut(&j.id) else { continue };
+            let Some(s) = st.streams.get_mut(&j.sid) else {
+                continue;
+            };
+            let Some(w) = s.watchers.get_mut(&j.id) else {
+                continue;
+            };
             if w.synced {
                 continue;
             }
@@ -101,7 +111,12 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
             cancel_compacted(j, compact, target);
         }
     }
-    let Some(mut from) = jobs.iter().filter(|j| j.w.next_rev != i64::MIN).map(|j| j.w.next_rev).min() else {
+    let Some(mut from) = jobs
+        .iter()
+        .filter(|j| j.w.next_rev != i64::MIN)
+        .map(|j| j.w.next_rev)
+        .min()
+    else {
         return Ok(());
     };
     while from <= target {
@@ -109,7 +124,10 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
         // Compaction may have removed part of what we wanted while we read.
         let compact = store.compact_revision();
         if from <= compact {
-            for j in jobs.iter_mut().filter(|j| j.w.next_rev != i64::MIN && j.w.next_rev <= compact) {
+            for j in jobs
+                .iter_mut()
+                .filter(|j| j.w.next_rev != i64::MIN && j.w.next_rev <= compact)
+            {
                 cancel_compacted(j, compact, target);
             }
         }
@@ -128,7 +146,12 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
                 }
             }
             if !evs.is_empty() {
-                let resp = WatchResponse { header: header(target), watch_id: j.id, events: evs, ..Default::default() };
+                let resp = WatchResponse {
+                    header: header(target),
+                    watch_id: j.id,
+                    events: evs,
+                    ..Default::default()
+                };
                 if !j.sink.send(resp, false) {
                     j.failed = true;
                     continue;
@@ -162,7 +185,11 @@ fn read_chunk(shared: &HubShared, from: i64, target: i64) -> Result<(Vec<(i64, E
     let end = kv_key_bound(target + 1);
     let mut out: Vec<(i64, Event)> = Vec::new();
     let mut last = target;
-    for item in shared.store.engine().scan(Bound::Included(&start[..]), Bound::Excluded(&end[..])) {
+    for item in shared
+        .store
+        .engine()
+        .scan(Bound::Included(&start[..]), Bound::Excluded(&end[..]))
+    {
         let (k, v) = item?;
         let (r, tombstone) = parse_kv_key(&k)?;
         if out.len() >= CHUNK_RECORDS && out.last().is_some_and(|(lr, _)| *lr != r.main) {
@@ -176,7 +203,14 @@ fn read_chunk(shared: &HubShared, from: i64, target: i64) -> Result<(Vec<(i64, E
         } else {
             EventType::Put
         };
-        out.push((r.main, Event { r#type: ty as i32, kv: Some(kv), prev_kv: None }));
+        out.push((
+            r.main,
+            Event {
+                r#type: ty as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            },
+        ));
     }
     Ok((out, last))
 }
@@ -194,4 +228,3 @@ fn prev_kv(shared: &HubShared, ev: &Event, rev: i64) -> Result<Option<KeyValue>>
         _ => Ok(None),
     }
 }
-

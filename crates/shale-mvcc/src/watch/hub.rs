@@ -54,7 +54,9 @@ impl Watcher {
         if (is_put && self.no_put) || (!is_put && self.no_delete) {
             return false;
         }
-        ev.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| self.range.contains(&kv.key))
     }
 }
 
@@ -81,7 +83,10 @@ pub(crate) struct HubShared {
 }
 
 pub(crate) fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 /// The watch hub of one store.
@@ -109,7 +114,10 @@ impl WatchHub {
             .name("watch-catchup".into())
             .spawn(move || super::catchup::run(s))
             .expect("spawn watch catch-up thread");
-        Self { shared, worker: Some(worker) }
+        Self {
+            shared,
+            worker: Some(worker),
+        }
     }
 
     /// The newest revision every synced watcher has been sent.
@@ -120,14 +128,25 @@ impl WatchHub {
     /// Number of watchers across streams, and how many are unsynced.
     pub fn watcher_counts(&self) -> (usize, usize) {
         let st = self.shared.state.lock();
-        (st.streams.values().map(|s| s.watchers.len()).sum(), st.unsynced)
+        (
+            st.streams.values().map(|s| s.watchers.len()).sum(),
+            st.unsynced,
+        )
     }
 
     pub fn open_stream(&self, sink: Arc<dyn WatchSink>) -> StreamId {
         let mut st = self.shared.state.lock();
         let id = st.next_stream;
         st.next_stream += 1;
-        st.streams.insert(id, Stream { sink, watchers: BTreeMap::new(), next_id: 0, progress_pending: false });
+        st.streams.insert(
+            id,
+            Stream {
+                sink,
+                watchers: BTreeMap::new(),
+                next_id: 0,
+                progress_pending: false,
+            },
+        );
         id
     }
 
@@ -162,20 +181,39 @@ impl WatchHub {
             ..Default::default()
         };
         if stream.watchers.contains_key(&id) {
-            stream.sink.send(fail("mvcc: duplicate watch ID provided on the WatchStream"), true);
+            stream.sink.send(
+                fail("mvcc: duplicate watch ID provided on the WatchStream"),
+                true,
+            );
             return None;
         }
         let Some(range) = spec.range else {
-            stream.sink.send(fail("etcdserver: key is not provided"), true);
+            stream
+                .sink
+                .send(fail("etcdserver: key is not provided"), true);
             return None;
         };
         if spec.start_revision < 0 {
-            stream.sink.send(fail("mvcc: required revision has been compacted"), true);
+            stream
+                .sink
+                .send(fail("mvcc: required revision has been compacted"), true);
             return None;
         }
         let synced = spec.start_revision == 0 || spec.start_revision > rev;
-        let next_rev = if spec.start_revision == 0 { rev + 1 } else { spec.start_revision };
-        stream.sink.send(WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() }, true);
+        let next_rev = if spec.start_revision == 0 {
+            rev + 1
+        } else {
+            spec.start_revision
+        };
+        stream.sink.send(
+            WatchResponse {
+                header: header(rev),
+                watch_id: id,
+                created: true,
+                ..Default::default()
+            },
+            true,
+        );
         stream.watchers.insert(
             id,
             Watcher {
@@ -202,9 +240,21 @@ impl WatchHub {
     pub fn cancel(&self, sid: StreamId, id: i64) -> bool {
         let mut st = self.shared.state.lock();
         let rev = st.rev;
-        let Some(stream) = st.streams.get_mut(&sid) else { return false };
-        let Some(w) = stream.watchers.remove(&id) else { return false };
-        stream.sink.send(WatchResponse { header: header(rev), watch_id: id, canceled: true, ..Default::default() }, true);
+        let Some(stream) = st.streams.get_mut(&sid) else {
+            return false;
+        };
+        let Some(w) = stream.watchers.remove(&id) else {
+            return false;
+        };
+        stream.sink.send(
+            WatchResponse {
+                header: header(rev),
+                watch_id: id,
+                canceled: true,
+                ..Default::default()
+            },
+            true,
+        );
         if !w.synced {
             st.unsynced -= 1;
         }
@@ -229,7 +279,14 @@ impl WatchHub {
         for s in st.streams.values() {
             for (id, w) in &s.watchers {
                 if w.synced && w.progress_notify {
-                    s.sink.send(WatchResponse { header: header(rev), watch_id: *id, ..Default::default() }, false);
+                    s.sink.send(
+                        WatchResponse {
+                            header: header(rev),
+                            watch_id: *id,
+                            ..Default::default()
+                        },
+                        false,
+                    );
                 }
             }
         }
@@ -268,8 +325,19 @@ impl WatchHub {
             .changes
             .iter()
             .map(|ch| {
-                let ty = if ch.is_delete { EventType::Delete } else { EventType::Put };
-                (Event { r#type: ty as i32, kv: Some(ch.kv.clone()), prev_kv: None }, ch.prev.clone())
+                let ty = if ch.is_delete {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                };
+                (
+                    Event {
+                        r#type: ty as i32,
+                        kv: Some(ch.kv.clone()),
+                        prev_kv: None,
+                    },
+                    ch.prev.clone(),
+                )
             })
             .collect();
         let mut newly_unsynced = 0;
@@ -282,7 +350,12 @@ impl WatchHub {
                 // revision only for a watcher created with a future start revision.
                 let evs: Vec<Event> = events
                     .iter()
-                    .filter(|(e, _)| w.wants(e) && e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= w.next_rev))
+                    .filter(|(e, _)| {
+                        w.wants(e)
+                            && e.kv
+                                .as_ref()
+                                .is_some_and(|kv| kv.mod_revision >= w.next_rev)
+                    })
                     .map(|(e, prev)| {
                         let mut e = e.clone();
                         if w.prev_kv {
@@ -294,7 +367,12 @@ impl WatchHub {
                 if evs.is_empty() {
                     continue;
                 }
-                let resp = WatchResponse { header: header(c.rev), watch_id: *id, events: evs, ..Default::default() };
+                let resp = WatchResponse {
+                    header: header(c.rev),
+                    watch_id: *id,
+                    events: evs,
+                    ..Default::default()
+                };
                 if !s.sink.send(resp, false) {
                     w.synced = false;
                     w.next_rev = w.next_rev.max(first_rev);
@@ -315,7 +393,14 @@ pub(crate) fn maybe_answer_progress(st: &mut HubState, sid: StreamId) {
     if let Some(s) = st.streams.get_mut(&sid) {
         if s.progress_pending && s.watchers.values().all(|w| w.synced) {
             s.progress_pending = false;
-            s.sink.send(WatchResponse { header: header(rev), watch_id: -1, ..Default::default() }, true);
+            s.sink.send(
+                WatchResponse {
+                    header: header(rev),
+                    watch_id: -1,
+                    ..Default::default()
+                },
+                true,
+            );
         }
     }
 }
