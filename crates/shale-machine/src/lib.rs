@@ -14,6 +14,7 @@
 //! * Watchers hear about a batch only after it committed.
 
 mod alarms;
+pub mod auth_store;
 mod machine;
 pub mod lessor;
 pub mod snapshot;

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse,
-    LeaseGrantResponse, LeaseRevokeResponse, RangeRequest, ResponseHeader, TxnRequest,
+    AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse, AuthRoleDeleteResponse,
+    AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionResponse, AuthUserAddResponse, AuthUserChangePasswordResponse,
+    AuthUserDeleteResponse, AuthUserGrantRoleResponse, AuthUserRevokeRoleResponse, LeaseGrantResponse, LeaseRevokeResponse,
+    RangeRequest, ResponseHeader, TxnRequest,
 };
 use shale_api::shalepb::{internal_request::Request, internal_response::Response, InternalRequest, InternalResponse};
 use shale_api::validate::limits::MAX_LEASE_TTL;
@@ -18,6 +21,7 @@ use shale_mvcc::watch::WatchHub;
 use shale_mvcc::{ApplyBatch, Change, KeyRange, MvccStore};
 use shale_storage::Engine;
 
+use crate::auth_store::{AuthStore, MetaWrite};
 use crate::alarms::{alarm_key, parse_alarm_key, Alarms, ALARM_PREFIX};
 use crate::lessor::{lease_key, Lessor, DEFAULT_MIN_TTL, LEASE_PREFIX};
 
@@ -73,6 +77,9 @@ pub struct Machine {
     store: Arc<MvccStore>,
     hub: WatchHub,
     pub(crate) inner: Mutex<Inner>,
+    /// Users, roles and permissions: read on every request while auth is enabled, so kept
+    /// apart from `inner` (which apply holds for a whole batch).
+    pub(crate) auth: RwLock<AuthStore>,
     pub(crate) apply_lock: Mutex<()>,
     pub(crate) config: MachineConfig,
 }
@@ -103,8 +110,9 @@ impl Machine {
         cfg.validate().map_err(Error::Config)?;
         let store = Arc::new(MvccStore::open(engine)?);
         let inner = load_inner(&store, &cfg)?;
+        let auth = load_auth(&store)?;
         let hub = WatchHub::new(store.clone());
-        Ok(Self { store, hub, inner: Mutex::new(inner), apply_lock: Mutex::new(()), config: cfg })
+        Ok(Self { store, hub, inner: Mutex::new(inner), auth: RwLock::new(auth), apply_lock: Mutex::new(()), config: cfg })
     }
 
     pub fn store(&self) -> &Arc<MvccStore> {
@@ -118,6 +126,11 @@ impl Machine {
     /// Runs `f` on the lessor (for keep-alive, time-to-live, expiry checks).
     pub fn with_lessor<T>(&self, f: impl FnOnce(&mut Lessor) -> T) -> T {
         f(&mut self.inner.lock().lessor)
+    }
+
+    /// The auth store (users, roles, permissions), for checks and local reads.
+    pub fn auth(&self) -> RwLockReadGuard<'_, AuthStore> {
+        self.auth.read()
     }
 
     pub fn has_alarm(&self, a: AlarmType) -> bool {
@@ -143,7 +156,7 @@ impl Machine {
                 continue;
             };
             let before = batch.changes().len();
-            let r = match apply_one(&mut inner, &mut batch, req, now) {
+            let r = match apply_one(&mut inner, &self.auth, &mut batch, req, now) {
                 Ok(r) => r,
                 Err(shale_mvcc::Error::Etcd(e)) => fail(e),
                 Err(e) => return Err(e.into()),
@@ -157,6 +170,10 @@ impl Machine {
         self.hub.notify(&committed);
         Ok(out)
     }
+}
+
+pub(crate) fn load_auth(store: &MvccStore) -> Result<AuthStore> {
+    AuthStore::load(&**store.engine()).map_err(Error::Corrupt)
 }
 
 pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner> {
@@ -232,6 +249,7 @@ fn txn_has_put(t: &TxnRequest) -> bool {
 
 fn apply_one(
     inner: &mut Inner,
+    auth: &RwLock<AuthStore>,
     batch: &mut ApplyBatch<'_>,
     req: InternalRequest,
     now: Instant,
@@ -301,6 +319,54 @@ fn apply_one(
             ok(Response::LeaseRevoke(LeaseRevokeResponse { header: header(batch.rev()) }))
         }
         Request::Alarm(a) => ok(Response::Alarm(apply_alarm(inner, batch, &a))),
+        other => apply_auth(&mut auth.write(), batch, other)?,
+    })
+}
+
+/// Applies an auth command; its storage writes join the batch.
+fn apply_auth(auth: &mut AuthStore, batch: &mut ApplyBatch<'_>, req: Request) -> shale_mvcc::Result<InternalResponse> {
+    let mut w: Vec<MetaWrite> = Vec::new();
+    let h = header(batch.rev());
+    let resp = match req {
+        Request::AuthEnable(_) => auth.auth_enable(&mut w).map(|_| Response::AuthEnable(AuthEnableResponse { header: h })),
+        Request::AuthDisable(_) => {
+            auth.auth_disable(&mut w);
+            Ok(Response::AuthDisable(AuthDisableResponse { header: h }))
+        }
+        Request::AuthUserAdd(r) => auth.user_add(&r, &mut w).map(|_| Response::AuthUserAdd(AuthUserAddResponse { header: h })),
+        Request::AuthUserDelete(r) => {
+            auth.user_delete(&r.name, &mut w).map(|_| Response::AuthUserDelete(AuthUserDeleteResponse { header: h }))
+        }
+        Request::AuthUserChangePassword(r) => auth
+            .user_change_password(&r, &mut w)
+            .map(|_| Response::AuthUserChangePassword(AuthUserChangePasswordResponse { header: h })),
+        Request::AuthUserGrantRole(r) => auth
+            .user_grant_role(&r.user, &r.role, &mut w)
+            .map(|_| Response::AuthUserGrantRole(AuthUserGrantRoleResponse { header: h })),
+        Request::AuthUserRevokeRole(r) => auth
+            .user_revoke_role(&r.name, &r.role, &mut w)
+            .map(|_| Response::AuthUserRevokeRole(AuthUserRevokeRoleResponse { header: h })),
+        Request::AuthRoleAdd(r) => auth.role_add(&r.name, &mut w).map(|_| Response::AuthRoleAdd(AuthRoleAddResponse { header: h })),
+        Request::AuthRoleDelete(r) => {
+            auth.role_delete(&r.role, &mut w).map(|_| Response::AuthRoleDelete(AuthRoleDeleteResponse { header: h }))
+        }
+        Request::AuthRoleGrantPermission(r) => auth
+            .role_grant_permission(&r, &mut w)
+            .map(|_| Response::AuthRoleGrantPermission(AuthRoleGrantPermissionResponse { header: h })),
+        Request::AuthRoleRevokePermission(r) => auth
+            .role_revoke_permission(&r, &mut w)
+            .map(|_| Response::AuthRoleRevokePermission(AuthRoleRevokePermissionResponse { header: h })),
+        _ => return Ok(InternalResponse::default()),
+    };
+    for (k, v) in w {
+        match v {
+            Some(v) => batch.put_meta(k, v),
+            None => batch.delete_meta(k),
+        }
+    }
+    Ok(match resp {
+        Ok(r) => ok(r),
+        Err(e) => fail(e),
     })
 }
 

@@ -17,7 +17,7 @@ use std::ops::Bound;
 use shale_mvcc::hash::Crc32c;
 use shale_storage::WriteBatch;
 
-use crate::machine::{load_inner, Error, Machine, Result};
+use crate::machine::{load_auth, load_inner, Error, Machine, Result};
 
 const MAGIC: &[u8] = b"SHALESNAP1";
 const END: u32 = u32::MAX;
@@ -65,6 +65,7 @@ impl Machine {
         self.store().reload()?;
         let fresh = load_inner(self.store(), &self.config)?;
         *self.inner.lock() = fresh;
+        *self.auth.write() = load_auth(self.store())?;
         self.hub().reset(self.store().current_revision());
         Ok(())
     }

@@ -256,7 +256,8 @@ impl World {
             .filter(|e| {
                 let key = &e.kv.as_ref().expect("kv").key;
                 let is_put = e.r#type == EventType::Put as i32;
-                range.contains(key) && !(is_put && spec.no_put) && !(!is_put && spec.no_delete)
+                let filtered = if is_put { spec.no_put } else { spec.no_delete };
+                range.contains(key) && !filtered
             })
             .map(|mut e| {
                 if !spec.prev_kv {

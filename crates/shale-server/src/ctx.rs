@@ -44,6 +44,8 @@ pub struct Ctx {
     next_req: AtomicU64,
     /// Cached state store size, refreshed in the background (reading it walks files).
     pub db_size: AtomicU64,
+    /// This member's auth tokens (see [`crate::auth`]).
+    pub tokens: crate::auth::Tokens,
 }
 
 /// Maps any internal error to the status a client sees. Deterministic etcd errors use the
@@ -84,6 +86,7 @@ impl Ctx {
             metrics: Metrics::default(),
             next_req: AtomicU64::new(rand::random::<u32>() as u64 + 1),
             db_size: AtomicU64::new(0),
+            tokens: crate::auth::Tokens::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! * [`background`] — lease expiry, auto-compaction, progress notifications.
 
+pub mod auth;
 pub mod background;
 pub mod config;
 pub mod ctx;

@@ -1,3 +1,4 @@
 //! shale-testkit
+pub mod diff;
 pub mod model;
 pub mod process;

@@ -107,7 +107,8 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
     let store = &shared.store;
     let compact = store.compact_revision();
     for j in jobs.iter_mut() {
-        if j.w.next_rev <= compact {
+        // etcd cancels only watchers that need revisions strictly below the compaction.
+        if j.w.next_rev < compact {
             cancel_compacted(j, compact, target);
         }
     }
@@ -126,7 +127,7 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
         if from <= compact {
             for j in jobs
                 .iter_mut()
-                .filter(|j| j.w.next_rev != i64::MIN && j.w.next_rev <= compact)
+                .filter(|j| j.w.next_rev != i64::MIN && j.w.next_rev < compact)
             {
                 cancel_compacted(j, compact, target);
             }
@@ -222,7 +223,7 @@ fn prev_kv(shared: &HubShared, ev: &Event, rev: i64) -> Result<Option<KeyValue>>
     }
     let at = shared.store.shared.index.read().get(&kv.key, rev - 1);
     match at {
-        Some(a) if rev - 1 >= shared.store.shared.compact_rev.load(Ordering::Acquire) => {
+        Some(a) if rev > shared.store.shared.compact_rev.load(Ordering::Acquire) => {
             shared.store.get_at_revision(a.modified)
         }
         _ => Ok(None),

@@ -174,7 +174,7 @@ impl WatchHub {
         };
         let fail = |reason: &str| WatchResponse {
             header: header(rev),
-            watch_id: id,
+            watch_id: -1,
             created: true,
             canceled: true,
             cancel_reason: reason.to_string(),
@@ -186,6 +186,12 @@ impl WatchHub {
                 true,
             );
             return None;
+        }
+        if let Some(KeyRange::Interval(a, b)) = &spec.range {
+            if b <= a {
+                stream.sink.send(fail("mvcc: watcher range is empty"), true);
+                return None;
+            }
         }
         let Some(range) = spec.range else {
             stream

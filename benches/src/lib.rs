@@ -1,0 +1,24 @@
+//! # shale-bench — load harness for any etcd v3 endpoint
+//!
+//! The same load runs against Shale and real etcd so their numbers can be compared on one
+//! machine (DESIGN.md section 6). The pieces, each reusable by the Kubernetes-shaped
+//! scenarios S1–S6 that grow on top of them:
+//!
+//! * [`pool`] — `--conns` gRPC channels (one HTTP/2 connection each) over the `--endpoints`;
+//!   client `i` uses channel `i % conns`, as etcd's `benchmark` does.
+//! * [`workload`] — what one request is ([`workload::Workload`]); `put` and `range` follow
+//!   etcd's `benchmark put` / `benchmark range`.
+//! * [`runner`] — drives `--clients` concurrent clients through `--total` requests, closed
+//!   loop or at a fixed `--rate`, recording latencies.
+//! * [`report`] — HDR-histogram latency recorder and the [`report::Report`] (throughput,
+//!   percentiles, errors) printed as text or JSON.
+//! * [`sysinfo`] — process CPU / RSS from `/proc`, machine description, dates.
+//! * [`compare`] — starts etcd and Shale one after the other with fresh data dirs, runs the
+//!   identical load against each and writes `report.md` / `report.json`.
+
+pub mod compare;
+pub mod pool;
+pub mod report;
+pub mod runner;
+pub mod sysinfo;
+pub mod workload;
