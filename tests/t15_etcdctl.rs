@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use shale_testkit::process::{etcd35_bin, etcdctl34_bin, etcdctl35_bin, repo_root, shale_bin, EtcdProcess};
+use shale_testkit::process::{
+    etcd35_bin, etcdctl34_bin, etcdctl35_bin, repo_root, shale_bin, EtcdProcess,
+};
 
 fn e2e(server: &EtcdProcess, ctl: &Path) {
     let out = Command::new("bash")

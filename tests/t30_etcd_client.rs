@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use shale_testkit::process::{shale_bin, EtcdProcess};
 
 async fn client(p: &EtcdProcess) -> Client {
-    Client::connect([p.endpoint()], None).await.expect("connect")
+    Client::connect([p.endpoint()], None)
+        .await
+        .expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,18 +23,35 @@ async fn kv_txn_watch_lease_maintenance() {
     let put = c.put("/registry/pods/ns/a", "v1", None).await.expect("put");
     let r1 = put.header().expect("header").revision();
     c.put("/registry/pods/ns/b", "v2", None).await.expect("put");
-    let got = c.get("/registry/pods/", Some(GetOptions::new().with_prefix().with_limit(1))).await.expect("get");
+    let got = c
+        .get(
+            "/registry/pods/",
+            Some(GetOptions::new().with_prefix().with_limit(1)),
+        )
+        .await
+        .expect("get");
     assert_eq!(got.kvs().len(), 1);
     assert_eq!(got.count(), 2);
     assert!(got.more());
     assert_eq!(got.kvs()[0].mod_revision(), r1);
-    let prev = c.put("/registry/pods/ns/a", "v3", Some(PutOptions::new().with_prev_key())).await.expect("put");
+    let prev = c
+        .put(
+            "/registry/pods/ns/a",
+            "v3",
+            Some(PutOptions::new().with_prev_key()),
+        )
+        .await
+        .expect("put");
     assert_eq!(prev.prev_key().expect("prev").value(), b"v1");
 
     // Txn in the apiserver's update shape.
     let cur = c.get("/registry/pods/ns/a", None).await.expect("get").kvs()[0].mod_revision();
     let txn = Txn::new()
-        .when([Compare::mod_revision("/registry/pods/ns/a", CompareOp::Equal, cur)])
+        .when([Compare::mod_revision(
+            "/registry/pods/ns/a",
+            CompareOp::Equal,
+            cur,
+        )])
         .and_then([TxnOp::put("/registry/pods/ns/a", "v4", None)])
         .or_else([TxnOp::get("/registry/pods/ns/a", None)]);
     let t = c.txn(txn.clone()).await.expect("txn");
@@ -40,7 +61,15 @@ async fn kv_txn_watch_lease_maintenance() {
 
     // Watch from the past with prev_kv.
     let mut stream = c
-        .watch("/registry/pods/", Some(WatchOptions::new().with_prefix().with_prev_key().with_start_revision(r1)))
+        .watch(
+            "/registry/pods/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_start_revision(r1),
+            ),
+        )
         .await
         .expect("watch");
     let mut seen = Vec::new();
@@ -57,8 +86,14 @@ async fn kv_txn_watch_lease_maintenance() {
         }
     }
     assert_eq!(seen[0], (EventType::Put, r1));
-    assert!(seen.windows(2).all(|p| p[0].1 < p[1].1), "events in revision order: {seen:?}");
-    stream.cancel(watch_id.expect("watch id")).await.expect("cancel");
+    assert!(
+        seen.windows(2).all(|p| p[0].1 < p[1].1),
+        "events in revision order: {seen:?}"
+    );
+    stream
+        .cancel(watch_id.expect("watch id"))
+        .await
+        .expect("cancel");
     // A progress request is answered (watch_id -1 in etcd's protocol) once we are caught up.
     stream.request_progress().await.expect("progress request");
     loop {
@@ -74,12 +109,24 @@ async fn kv_txn_watch_lease_maintenance() {
 
     // Lease: grant, attach, keep alive once, then let it expire and see the key go.
     let lease = c.lease_grant(2, None).await.expect("grant");
-    c.put("/registry/events/ns/e1", "x", Some(PutOptions::new().with_lease(lease.id()))).await.expect("put");
+    c.put(
+        "/registry/events/ns/e1",
+        "x",
+        Some(PutOptions::new().with_lease(lease.id())),
+    )
+    .await
+    .expect("put");
     let (mut keeper, mut ka) = c.lease_keep_alive(lease.id()).await.expect("keepalive");
     keeper.keep_alive().await.expect("send keepalive");
     let k = ka.message().await.expect("stream").expect("message");
     assert_eq!(k.ttl(), 2);
-    let ttl = c.lease_time_to_live(lease.id(), Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.expect("ttl");
+    let ttl = c
+        .lease_time_to_live(
+            lease.id(),
+            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+        )
+        .await
+        .expect("ttl");
     assert_eq!(ttl.keys().len(), 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -87,7 +134,10 @@ async fn kv_txn_watch_lease_maintenance() {
         if r.kvs().is_empty() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "leased key not removed after expiry");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leased key not removed after expiry"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -97,10 +147,26 @@ async fn kv_txn_watch_lease_maintenance() {
     assert_eq!(st.leader(), st.header().expect("header").member_id());
     let members = c.member_list().await.expect("members");
     assert_eq!(members.members().len(), 1);
-    let rev = c.get("x", None).await.expect("get").header().expect("header").revision();
+    let rev = c
+        .get("x", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("header")
+        .revision();
     c.compact(rev - 1, None).await.expect("compact");
-    let err = c.get("/registry/pods/ns/a", Some(GetOptions::new().with_revision(r1))).await.expect_err("compacted");
-    assert!(err.to_string().contains("required revision has been compacted"), "{err}");
+    let err = c
+        .get(
+            "/registry/pods/ns/a",
+            Some(GetOptions::new().with_revision(r1)),
+        )
+        .await
+        .expect_err("compacted");
+    assert!(
+        err.to_string()
+            .contains("required revision has been compacted"),
+        "{err}"
+    );
     let h = c.hash_kv(0).await.expect("hashkv");
     assert_eq!(h.compact_version(), rev - 1);
 }

@@ -12,23 +12,38 @@ use shale_testkit::process::{shale_bin, EtcdProcess};
 const WRITERS: usize = 8;
 
 fn total_acks(a: &Arc<Mutex<HashMap<String, (String, i64)>>>) -> i64 {
-    a.lock().expect("lock").values().map(|(_, r)| *r).max().unwrap_or(0)
+    a.lock()
+        .expect("lock")
+        .values()
+        .map(|(_, r)| *r)
+        .max()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
-    let mut server = EtcdProcess::start(&shale_bin().expect("shale binary"), &[]).expect("start shale");
+    let mut server =
+        EtcdProcess::start(&shale_bin().expect("shale binary"), &[]).expect("start shale");
     let acked: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let ep = server.endpoint();
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
-            let Ok(mut kv) = KvClient::connect(ep).await else { return };
+            let Ok(mut kv) = KvClient::connect(ep).await else {
+                return;
+            };
             for i in 0u64.. {
                 let key = format!("/crash/w{w}/k{}", i % 50);
                 let value = format!("w{w}-{i}");
-                match kv.put(PutRequest { key: key.clone().into(), value: value.clone().into(), ..Default::default() }).await {
+                match kv
+                    .put(PutRequest {
+                        key: key.clone().into(),
+                        value: value.clone().into(),
+                        ..Default::default()
+                    })
+                    .await
+                {
                     Ok(r) => {
                         let rev = r.into_inner().header.map_or(0, |h| h.revision);
                         acked.lock().expect("lock").insert(key, (value, rev));
@@ -41,7 +56,10 @@ async fn acknowledged_writes_survive_kill_9() {
     // Wait (on a condition, not a fixed time) until plenty of writes were acknowledged.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().expect("lock").len() < WRITERS * 50 || total_acks(&acked) < 2_000 {
-        assert!(std::time::Instant::now() < deadline, "writes are not being acknowledged");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes are not being acknowledged"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill9().expect("kill -9");
@@ -53,27 +71,55 @@ async fn acknowledged_writes_survive_kill_9() {
     server.restart().expect("restart");
     let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
     let all = kv
-        .range(RangeRequest { key: "/crash/".into(), range_end: "/crash0".into(), ..Default::default() })
+        .range(RangeRequest {
+            key: "/crash/".into(),
+            range_end: "/crash0".into(),
+            ..Default::default()
+        })
         .await
         .expect("range")
         .into_inner();
-    assert!(all.header.expect("header").revision >= max_rev, "revision went backwards after restart");
+    assert!(
+        all.header.expect("header").revision >= max_rev,
+        "revision went backwards after restart"
+    );
     let found: HashMap<String, (String, i64)> = all
         .kvs
         .iter()
         .map(|kv| {
-            (String::from_utf8_lossy(&kv.key).into_owned(), (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision))
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                (
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                    kv.mod_revision,
+                ),
+            )
         })
         .collect();
     for (k, (v, rev)) in &acked {
-        let (fv, frev) = found.get(k).unwrap_or_else(|| panic!("acknowledged key {k} lost"));
+        let (fv, frev) = found
+            .get(k)
+            .unwrap_or_else(|| panic!("acknowledged key {k} lost"));
         // A later unacknowledged write to the same key may have been applied; never an older one.
-        assert!(frev >= rev, "key {k}: found revision {frev} older than acknowledged {rev}");
+        assert!(
+            frev >= rev,
+            "key {k}: found revision {frev} older than acknowledged {rev}"
+        );
         if frev == rev {
-            assert_eq!(fv, v, "key {k} has the wrong value at its acknowledged revision");
+            assert_eq!(
+                fv, v,
+                "key {k} has the wrong value at its acknowledged revision"
+            );
         }
     }
     // The member takes writes again, at new revisions.
-    let r = kv.put(PutRequest { key: "/crash/after".into(), value: "x".into(), ..Default::default() }).await.expect("put");
+    let r = kv
+        .put(PutRequest {
+            key: "/crash/after".into(),
+            value: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("put");
     assert!(r.into_inner().header.expect("header").revision > max_rev);
 }

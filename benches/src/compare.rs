@@ -113,7 +113,11 @@ pub struct WorkloadResult {
 /// else `etcd` on `PATH`.
 pub fn resolve_etcd(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        anyhow::ensure!(p.is_file(), "--etcd-bin {} does not exist; {ETCD_HINT}", p.display());
+        anyhow::ensure!(
+            p.is_file(),
+            "--etcd-bin {} does not exist; {ETCD_HINT}",
+            p.display()
+        );
         return Ok(p.to_path_buf());
     }
     if std::env::var_os("SHALE_ETCD35_BIN").is_some() {
@@ -155,7 +159,8 @@ impl CompareOpts {
         self.clients.unwrap_or(if self.quick { 16 } else { 500 })
     }
     fn total(&self) -> u64 {
-        self.total.unwrap_or(if self.quick { 1_000 } else { 100_000 })
+        self.total
+            .unwrap_or(if self.quick { 1_000 } else { 100_000 })
     }
     fn spec(&self) -> LoadSpec {
         LoadSpec {
@@ -337,7 +342,8 @@ async fn run_against<W: Workload>(
         .map(|(_, body)| body.trim().to_string())
         .unwrap_or_else(|e| format!("unknown ({e:#})"));
 
-    let pool = ClientPool::connect(&[server.endpoint()], opts.conns(), Duration::from_secs(5)).await?;
+    let pool =
+        ClientPool::connect(&[server.endpoint()], opts.conns(), Duration::from_secs(5)).await?;
     // watchdog: stop the load as soon as the server process is gone
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -391,7 +397,8 @@ async fn run_against<W: Workload>(
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "n/a".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 /// The Markdown report.
@@ -406,7 +413,10 @@ pub fn markdown(results: &[WorkloadResult], date: &str, machine: &str, quick: bo
          servers run one after the other, each on a fresh data dir"
     );
     if quick {
-        let _ = writeln!(s, "- **--quick run: tiny totals, numbers are not meaningful**");
+        let _ = writeln!(
+            s,
+            "- **--quick run: tiny totals, numbers are not meaningful**"
+        );
     }
     for r in results {
         let p = &r.params;
@@ -416,7 +426,10 @@ pub fn markdown(results: &[WorkloadResult], date: &str, machine: &str, quick: bo
             s,
             "| system | version | ok | errors | secs | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU s | CPU ms / 1k ops | client CPU s | peak RSS MiB | data dir MiB |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for (name, sr) in &r.systems {
             let t = &sr.report;
             let _ = writeln!(

@@ -15,7 +15,11 @@ use shale_bench::runner::{run, LoadSpec};
 use shale_bench::workload::{PutWorkload, RangeWorkload};
 
 #[derive(Parser, Debug)]
-#[command(name = "shale-bench", version, about = "Load harness for etcd v3 endpoints (Shale or etcd)")]
+#[command(
+    name = "shale-bench",
+    version,
+    about = "Load harness for etcd v3 endpoints (Shale or etcd)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,7 +78,12 @@ impl LoadArgs {
         }
     }
     async fn pool(&self) -> Result<ClientPool> {
-        ClientPool::connect(&self.endpoints, self.conns, Duration::from_secs_f64(self.dial_timeout)).await
+        ClientPool::connect(
+            &self.endpoints,
+            self.conns,
+            Duration::from_secs_f64(self.dial_timeout),
+        )
+        .await
     }
 }
 

@@ -27,7 +27,11 @@ pub fn normalize_endpoint(e: &str) -> String {
 
 impl ClientPool {
     /// Open `conns` connections now (not lazily), so connection setup is never timed.
-    pub async fn connect(endpoints: &[String], conns: usize, dial_timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        endpoints: &[String],
+        conns: usize,
+        dial_timeout: Duration,
+    ) -> Result<Self> {
         anyhow::ensure!(!endpoints.is_empty(), "no endpoints given");
         anyhow::ensure!(conns >= 1, "--conns must be at least 1");
         let endpoints: Vec<String> = endpoints.iter().map(|e| normalize_endpoint(e)).collect();

@@ -44,7 +44,8 @@ impl Recorder {
     /// A failed request; `what` is the error text (counted per distinct text).
     pub fn err(&mut self, what: &str) {
         self.errors += 1;
-        let key = if self.error_kinds.len() < MAX_ERROR_KINDS || self.error_kinds.contains_key(what) {
+        let key = if self.error_kinds.len() < MAX_ERROR_KINDS || self.error_kinds.contains_key(what)
+        {
             what.to_string()
         } else {
             "other".to_string()
@@ -53,7 +54,9 @@ impl Recorder {
     }
 
     pub fn merge(&mut self, other: &Recorder) {
-        self.hist.add(&other.hist).expect("histograms with equal bounds");
+        self.hist
+            .add(&other.hist)
+            .expect("histograms with equal bounds");
         self.errors += other.errors;
         for (k, v) in &other.error_kinds {
             *self.error_kinds.entry(k.clone()).or_default() += v;
@@ -77,9 +80,20 @@ impl Recorder {
         let (min, mean, stddev, max) = if ok == 0 {
             (0.0, 0.0, 0.0, 0.0)
         } else {
-            (ms(h.min()), h.mean() / 1000.0, h.stdev() / 1000.0, ms(h.max()))
+            (
+                ms(h.min()),
+                h.mean() / 1000.0,
+                h.stdev() / 1000.0,
+                ms(h.max()),
+            )
         };
-        let q = |p: f64| if ok == 0 { 0.0 } else { ms(h.value_at_quantile(p)) };
+        let q = |p: f64| {
+            if ok == 0 {
+                0.0
+            } else {
+                ms(h.value_at_quantile(p))
+            }
+        };
         Report {
             name: name.to_string(),
             requests: ok + self.errors,
@@ -131,7 +145,11 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(s, "Summary ({}):", self.name);
         let _ = writeln!(s, "  Total:        {:.4} secs.", self.elapsed_s);
-        let _ = writeln!(s, "  Requests:     {} ({} ok, {} errors)", self.requests, self.ok, self.errors);
+        let _ = writeln!(
+            s,
+            "  Requests:     {} ({} ok, {} errors)",
+            self.requests, self.ok, self.errors
+        );
         let _ = writeln!(s, "  Slowest:      {:.4} ms.", self.max_ms);
         let _ = writeln!(s, "  Fastest:      {:.4} ms.", self.min_ms);
         let _ = writeln!(s, "  Average:      {:.4} ms.", self.mean_ms);

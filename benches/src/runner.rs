@@ -64,12 +64,15 @@ pub async fn run<W: Workload>(
                     break;
                 }
                 if let Some(rate) = rate {
-                    tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate)).await;
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate))
+                        .await;
                 }
                 let t0 = Instant::now();
                 match tokio::time::timeout(timeout, w.op(&mut client, seq)).await {
                     Ok(Ok(())) => rec.ok(t0.elapsed()),
-                    Ok(Err(status)) => rec.err(&format!("{:?}: {}", status.code(), status.message())),
+                    Ok(Err(status)) => {
+                        rec.err(&format!("{:?}: {}", status.code(), status.message()))
+                    }
                     Err(_) => rec.err(&format!("timeout after {timeout:?}")),
                 }
                 done.fetch_add(1, Ordering::Relaxed);

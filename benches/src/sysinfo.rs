@@ -34,7 +34,9 @@ pub fn alive(pid: u32) -> bool {
 /// A `VmXXX:` line of `/proc/PID/status` in MiB (`VmRSS`, `VmHWM` = peak RSS).
 pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -55,7 +57,9 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
 
 /// One line describing the machine: CPU model, logical CPUs, memory, kernel.
 pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

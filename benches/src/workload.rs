@@ -151,7 +151,9 @@ impl Workload for RangeWorkload {
         });
         async move {
             if let Some(req) = req {
-                kv.put(req).await.map_err(|s| anyhow::anyhow!("seeding the range key: {s}"))?;
+                kv.put(req)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("seeding the range key: {s}"))?;
             }
             Ok(())
         }

@@ -26,10 +26,22 @@ fn check_system(run: &Value, sys: &str, total: u64) {
         "elapsed_s",
     ] {
         let v = s[field].as_f64();
-        assert!(v.is_some_and(|v| v.is_finite() && v >= 0.0), "systems.{sys}.{field} = {:?}", s[field]);
+        assert!(
+            v.is_some_and(|v| v.is_finite() && v >= 0.0),
+            "systems.{sys}.{field} = {:?}",
+            s[field]
+        );
     }
-    assert!(s["throughput_ops"].as_f64().unwrap() > 0.0, "{sys}: no throughput: {s:#}");
-    assert_eq!(s["errors"].as_u64(), Some(0), "{sys}: errors: {:#}", s["error_kinds"]);
+    assert!(
+        s["throughput_ops"].as_f64().unwrap() > 0.0,
+        "{sys}: no throughput: {s:#}"
+    );
+    assert_eq!(
+        s["errors"].as_u64(),
+        Some(0),
+        "{sys}: errors: {:#}",
+        s["error_kinds"]
+    );
     assert_eq!(s["ok"].as_u64(), Some(total), "{sys}: ok count");
     assert!(s["version"].is_string());
 }
@@ -46,7 +58,10 @@ fn check_run(run: &Value, workload: &str, total: u64) {
 fn read_report(dir: &Path) -> (Value, String) {
     let json = std::fs::read_to_string(dir.join("report.json")).expect("report.json written");
     let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md written");
-    (serde_json::from_str(&json).expect("report.json is JSON"), md)
+    (
+        serde_json::from_str(&json).expect("report.json is JSON"),
+        md,
+    )
 }
 
 /// Fail (not skip) with install instructions when a server binary is missing.
@@ -65,7 +80,15 @@ fn compare_quick_both() {
     let out = tempfile::tempdir().unwrap();
     let total = 200;
     let status = bench()
-        .args(["compare", "--workload", "both", "--quick", "--total", "200", "--out"])
+        .args([
+            "compare",
+            "--workload",
+            "both",
+            "--quick",
+            "--total",
+            "200",
+            "--out",
+        ])
         .arg(out.path())
         .status()
         .expect("running shale-bench");
@@ -77,7 +100,10 @@ fn compare_quick_both() {
     assert_eq!(runs.len(), 2);
     check_run(&runs[0], "put", total);
     check_run(&runs[1], "range-linearizable", total);
-    assert!(md.contains("## put") && md.contains("## range-linearizable"), "{md}");
+    assert!(
+        md.contains("## put") && md.contains("## range-linearizable"),
+        "{md}"
+    );
     assert!(md.contains("| etcd |") && md.contains("| shale |"), "{md}");
 }
 
@@ -86,7 +112,19 @@ fn compare_single_workload_shape() {
     require_binaries();
     let out = tempfile::tempdir().unwrap();
     let status = bench()
-        .args(["compare", "--workload", "put", "--quick", "--total", "100", "--clients", "4", "--conns", "2", "--out"])
+        .args([
+            "compare",
+            "--workload",
+            "put",
+            "--quick",
+            "--total",
+            "100",
+            "--clients",
+            "4",
+            "--conns",
+            "2",
+            "--out",
+        ])
         .arg(out.path())
         .status()
         .expect("running shale-bench");
@@ -100,13 +138,22 @@ fn compare_single_workload_shape() {
 fn missing_binary_is_a_clear_error() {
     let out = tempfile::tempdir().unwrap();
     let o = bench()
-        .args(["compare", "--quick", "--etcd-bin", "/nonexistent/etcd", "--out"])
+        .args([
+            "compare",
+            "--quick",
+            "--etcd-bin",
+            "/nonexistent/etcd",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .expect("running shale-bench");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("/nonexistent/etcd") && err.contains("install-test-deps.sh"), "{err}");
+    assert!(
+        err.contains("/nonexistent/etcd") && err.contains("install-test-deps.sh"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -115,7 +162,15 @@ fn dead_server_is_a_clear_error() {
     // `false` exits at once: the harness must report that the server died, not hang
     let out = tempfile::tempdir().unwrap();
     let o = bench()
-        .args(["compare", "--quick", "--workload", "put", "--shale-bin", "/bin/false", "--out"])
+        .args([
+            "compare",
+            "--quick",
+            "--workload",
+            "put",
+            "--shale-bin",
+            "/bin/false",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .expect("running shale-bench");

@@ -43,7 +43,10 @@ impl Alarms {
         self.set
             .iter()
             .filter(|(_, a)| alarm == AlarmType::None as i32 || *a == alarm)
-            .map(|(m, a)| AlarmMember { member_id: *m, alarm: *a })
+            .map(|(m, a)| AlarmMember {
+                member_id: *m,
+                alarm: *a,
+            })
             .collect()
     }
 

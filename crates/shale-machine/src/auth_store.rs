@@ -27,7 +27,8 @@ use prost::Message;
 use shale_api::authpb::{permission, Permission, Role, User, UserAddOptions};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
+    AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest,
 };
 use shale_storage::Engine;
 
@@ -112,7 +113,8 @@ impl Coverage {
     }
 
     fn contains_range(&self, key: &[u8], end: Option<&[u8]>) -> bool {
-        self.containing_start(key).is_some_and(|iv| end_le(&end.map(<[u8]>::to_vec), &iv.end))
+        self.containing_start(key)
+            .is_some_and(|iv| end_le(&end.map(<[u8]>::to_vec), &iv.end))
     }
 }
 
@@ -153,7 +155,6 @@ impl Default for AuthStore {
     }
 }
 
-
 fn is_root(u: &User) -> bool {
     u.roles.iter().any(|r| r == ROOT_ROLE)
 }
@@ -172,7 +173,10 @@ impl AuthStore {
             s.enabled = v.first() == Some(&1);
         }
         if let Some(v) = engine.get(REVISION_KEY).map_err(|e| e.to_string())? {
-            let b: [u8; 8] = v.as_slice().try_into().map_err(|_| "bad auth revision record".to_string())?;
+            let b: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| "bad auth revision record".to_string())?;
             s.revision = u64::from_be_bytes(b);
         }
         for (prefix, is_user) in [(USER_PREFIX, true), (ROLE_PREFIX, false)] {
@@ -181,10 +185,12 @@ impl AuthStore {
                 let (k, v) = item.map_err(|e| e.to_string())?;
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                 if is_user {
-                    let u = User::decode(v.as_slice()).map_err(|e| format!("bad user record {name:?}: {e}"))?;
+                    let u = User::decode(v.as_slice())
+                        .map_err(|e| format!("bad user record {name:?}: {e}"))?;
                     s.users.insert(name, u);
                 } else {
-                    let r = Role::decode(v.as_slice()).map_err(|e| format!("bad role record {name:?}: {e}"))?;
+                    let r = Role::decode(v.as_slice())
+                        .map_err(|e| format!("bad role record {name:?}: {e}"))?;
                     s.roles.insert(name, r);
                 }
             }
@@ -222,14 +228,19 @@ impl AuthStore {
     }
 
     pub fn has_role(&self, user: &str, role: &str) -> bool {
-        self.users.get(user).is_some_and(|u| u.roles.iter().any(|r| r == role))
+        self.users
+            .get(user)
+            .is_some_and(|u| u.roles.iter().any(|r| r == role))
     }
 
     /// True if a token issued for `user` at auth revision `issued_at` is still valid.
     pub fn token_valid(&self, user: &str, issued_at: u64) -> bool {
         self.enabled
             && issued_at >= self.disabled_at
-            && self.tokens_valid_from.get(user).is_some_and(|from| issued_at >= *from)
+            && self
+                .tokens_valid_from
+                .get(user)
+                .is_some_and(|from| issued_at >= *from)
     }
 
     /// etcd's `IsAdminPermitted` for a known user name (auth enabled).
@@ -249,7 +260,13 @@ impl AuthStore {
 
     /// etcd's `isOpPermitted` for a known user: `range_end` empty = one key, `"\0"` = every
     /// key >= `key`.
-    pub fn check_op(&self, user: &str, key: &[u8], range_end: &[u8], access: Access) -> Result<(), EtcdError> {
+    pub fn check_op(
+        &self,
+        user: &str,
+        key: &[u8],
+        range_end: &[u8],
+        access: Access,
+    ) -> Result<(), EtcdError> {
         if !self.enabled {
             return Ok(());
         }
@@ -292,11 +309,20 @@ impl AuthStore {
                     let iv = if p.range_end.is_empty() {
                         let mut end = p.key.to_vec();
                         end.push(0);
-                        Interval { begin: p.key.to_vec(), end: Some(end) }
+                        Interval {
+                            begin: p.key.to_vec(),
+                            end: Some(end),
+                        }
                     } else if p.range_end.as_ref() == b"\0" {
-                        Interval { begin: p.key.to_vec(), end: None }
+                        Interval {
+                            begin: p.key.to_vec(),
+                            end: None,
+                        }
                     } else {
-                        Interval { begin: p.key.to_vec(), end: Some(p.range_end.to_vec()) }
+                        Interval {
+                            begin: p.key.to_vec(),
+                            end: Some(p.range_end.to_vec()),
+                        }
                     };
                     match permission::Type::try_from(p.perm_type) {
                         Ok(permission::Type::Read) => read.push(iv),
@@ -309,14 +335,23 @@ impl AuthStore {
                     }
                 }
             }
-            perms.insert(name.clone(), UserPerms { read: Coverage::build(read), write: Coverage::build(write) });
+            perms.insert(
+                name.clone(),
+                UserPerms {
+                    read: Coverage::build(read),
+                    write: Coverage::build(write),
+                },
+            );
         }
         self.perms = perms;
     }
 
     fn commit_revision(&mut self, w: &mut Vec<MetaWrite>) {
         self.revision += 1;
-        w.push((REVISION_KEY.to_vec(), Some(self.revision.to_be_bytes().to_vec())));
+        w.push((
+            REVISION_KEY.to_vec(),
+            Some(self.revision.to_be_bytes().to_vec()),
+        ));
     }
 
     fn put_user(&mut self, name: &str, u: User, w: &mut Vec<MetaWrite>) {
@@ -335,14 +370,20 @@ impl AuthStore {
         if self.enabled {
             return Ok(());
         }
-        let u = self.users.get(ROOT_USER).ok_or(EtcdError::RootUserNotExist)?;
+        let u = self
+            .users
+            .get(ROOT_USER)
+            .ok_or(EtcdError::RootUserNotExist)?;
         if !is_root(u) {
             return Err(EtcdError::RootRoleNotExist);
         }
         self.enabled = true;
         w.push((ENABLED_KEY.to_vec(), Some(vec![1])));
         // etcd 3.5 persists the revision on enable without incrementing it.
-        w.push((REVISION_KEY.to_vec(), Some(self.revision.to_be_bytes().to_vec())));
+        w.push((
+            REVISION_KEY.to_vec(),
+            Some(self.revision.to_be_bytes().to_vec()),
+        ));
         Ok(())
     }
 
@@ -357,7 +398,11 @@ impl AuthStore {
     }
 
     /// `r.hashed_password` is base64 of the bcrypt hash (empty with `no_password`).
-    pub fn user_add(&mut self, r: &AuthUserAddRequest, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn user_add(
+        &mut self,
+        r: &AuthUserAddRequest,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         if r.name.is_empty() {
             return Err(EtcdError::UserEmpty);
         }
@@ -365,8 +410,17 @@ impl AuthStore {
             return Err(EtcdError::UserAlreadyExist);
         }
         let options = r.options.unwrap_or(UserAddOptions { no_password: false });
-        let password = if options.no_password { Bytes::new() } else { decode_hash(&r.hashed_password)? };
-        let u = User { name: Bytes::from(r.name.clone()), password, roles: Vec::new(), options: Some(options) };
+        let password = if options.no_password {
+            Bytes::new()
+        } else {
+            decode_hash(&r.hashed_password)?
+        };
+        let u = User {
+            name: Bytes::from(r.name.clone()),
+            password,
+            roles: Vec::new(),
+            options: Some(options),
+        };
         self.put_user(&r.name, u, w);
         self.commit_revision(w);
         self.tokens_valid_from.insert(r.name.clone(), self.revision);
@@ -388,7 +442,11 @@ impl AuthStore {
         Ok(())
     }
 
-    pub fn user_change_password(&mut self, r: &AuthUserChangePasswordRequest, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn user_change_password(
+        &mut self,
+        r: &AuthUserChangePasswordRequest,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         let Some(u) = self.users.get(&r.name) else {
             return Err(EtcdError::UserNotFound);
         };
@@ -403,7 +461,12 @@ impl AuthStore {
         Ok(())
     }
 
-    pub fn user_grant_role(&mut self, user: &str, role: &str, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn user_grant_role(
+        &mut self,
+        user: &str,
+        role: &str,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         let Some(u) = self.users.get(user) else {
             return Err(EtcdError::UserNotFound);
         };
@@ -422,7 +485,12 @@ impl AuthStore {
         Ok(())
     }
 
-    pub fn user_revoke_role(&mut self, user: &str, role: &str, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn user_revoke_role(
+        &mut self,
+        user: &str,
+        role: &str,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         if self.enabled && user == ROOT_USER && role == ROOT_ROLE {
             return Err(EtcdError::InvalidAuthMgmt);
         }
@@ -447,7 +515,14 @@ impl AuthStore {
         if self.roles.contains_key(name) {
             return Err(EtcdError::RoleAlreadyExist);
         }
-        self.put_role(name, Role { name: Bytes::from(name.to_string()), key_permission: Vec::new() }, w);
+        self.put_role(
+            name,
+            Role {
+                name: Bytes::from(name.to_string()),
+                key_permission: Vec::new(),
+            },
+            w,
+        );
         self.commit_revision(w);
         Ok(())
     }
@@ -460,8 +535,12 @@ impl AuthStore {
             return Err(EtcdError::RoleNotFound);
         }
         w.push((role_key(name), None));
-        let holders: Vec<String> =
-            self.users.iter().filter(|(_, u)| u.roles.iter().any(|r| r == name)).map(|(n, _)| n.clone()).collect();
+        let holders: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.roles.iter().any(|r| r == name))
+            .map(|(n, _)| n.clone())
+            .collect();
         for h in holders {
             let mut u = self.users[&h].clone();
             u.roles.retain(|r| r != name);
@@ -472,7 +551,11 @@ impl AuthStore {
         Ok(())
     }
 
-    pub fn role_grant_permission(&mut self, r: &AuthRoleGrantPermissionRequest, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn role_grant_permission(
+        &mut self,
+        r: &AuthRoleGrantPermissionRequest,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         let Some(perm) = &r.perm else {
             return Err(EtcdError::PermissionNotGiven);
         };
@@ -485,7 +568,9 @@ impl AuthStore {
         let mut role = role.clone();
         let idx = role.key_permission.partition_point(|p| p.key < perm.key);
         match role.key_permission.get_mut(idx) {
-            Some(p) if p.key == perm.key && p.range_end == perm.range_end => p.perm_type = perm.perm_type,
+            Some(p) if p.key == perm.key && p.range_end == perm.range_end => {
+                p.perm_type = perm.perm_type
+            }
             _ => {
                 role.key_permission.push(Permission {
                     perm_type: perm.perm_type,
@@ -503,13 +588,18 @@ impl AuthStore {
         Ok(())
     }
 
-    pub fn role_revoke_permission(&mut self, r: &AuthRoleRevokePermissionRequest, w: &mut Vec<MetaWrite>) -> Result<(), EtcdError> {
+    pub fn role_revoke_permission(
+        &mut self,
+        r: &AuthRoleRevokePermissionRequest,
+        w: &mut Vec<MetaWrite>,
+    ) -> Result<(), EtcdError> {
         let Some(role) = self.roles.get(&r.role) else {
             return Err(EtcdError::RoleNotFound);
         };
         let mut role = role.clone();
         let before = role.key_permission.len();
-        role.key_permission.retain(|p| !(p.key == r.key && p.range_end == r.range_end));
+        role.key_permission
+            .retain(|p| !(p.key == r.key && p.range_end == r.range_end));
         if role.key_permission.len() == before {
             return Err(EtcdError::PermissionNotGranted);
         }
@@ -522,7 +612,9 @@ impl AuthStore {
 
 /// The stored password hash from a request's `hashedPassword` (base64, as etcd sends it).
 fn decode_hash(b64: &str) -> Result<Bytes, EtcdError> {
-    decode_base64(b64).map(Bytes::from).ok_or(EtcdError::AuthFailed)
+    decode_base64(b64)
+        .map(Bytes::from)
+        .ok_or(EtcdError::AuthFailed)
 }
 
 /// Standard base64 (with padding) decoding; `None` on malformed input.
@@ -563,7 +655,9 @@ pub fn encode_base64(b: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
     for chunk in b.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -580,12 +674,23 @@ mod tests {
     use super::*;
 
     fn perm(t: permission::Type, key: &str, end: &str) -> Permission {
-        Permission { perm_type: t as i32, key: Bytes::from(key.to_string()), range_end: Bytes::from(end.to_string()) }
+        Permission {
+            perm_type: t as i32,
+            key: Bytes::from(key.to_string()),
+            range_end: Bytes::from(end.to_string()),
+        }
     }
 
     #[test]
     fn base64_round_trips() {
-        for s in ["", "a", "ab", "abc", "abcd", "$2a$10$abcdefghijklmnopqrstuv"] {
+        for s in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "$2a$10$abcdefghijklmnopqrstuv",
+        ] {
             let e = encode_base64(s.as_bytes());
             assert_eq!(decode_base64(&e).unwrap(), s.as_bytes(), "{e}");
         }
@@ -596,9 +701,18 @@ mod tests {
     #[test]
     fn coverage_merges_and_checks() {
         let c = Coverage::build(vec![
-            Interval { begin: b"b".to_vec(), end: Some(b"d".to_vec()) },
-            Interval { begin: b"a".to_vec(), end: Some(b"b".to_vec()) },
-            Interval { begin: b"x".to_vec(), end: None },
+            Interval {
+                begin: b"b".to_vec(),
+                end: Some(b"d".to_vec()),
+            },
+            Interval {
+                begin: b"a".to_vec(),
+                end: Some(b"b".to_vec()),
+            },
+            Interval {
+                begin: b"x".to_vec(),
+                end: None,
+            },
         ]);
         assert_eq!(c.0.len(), 2);
         assert!(c.contains_point(b"a"));
@@ -615,12 +729,27 @@ mod tests {
     fn permission_checks_follow_etcd() {
         let mut s = AuthStore::default();
         let mut w = Vec::new();
-        let add = |name: &str| AuthUserAddRequest { name: name.into(), hashed_password: encode_base64(b"h"), ..Default::default() };
+        let add = |name: &str| AuthUserAddRequest {
+            name: name.into(),
+            hashed_password: encode_base64(b"h"),
+            ..Default::default()
+        };
         s.user_add(&add("root"), &mut w).unwrap();
         s.user_add(&add("alice"), &mut w).unwrap();
         s.role_add("r", &mut w).unwrap();
-        for p in [perm(permission::Type::Readwrite, "/a/", "/a0"), perm(permission::Type::Read, "/b", ""), perm(permission::Type::Write, "/z", "\0")] {
-            s.role_grant_permission(&AuthRoleGrantPermissionRequest { name: "r".into(), perm: Some(p) }, &mut w).unwrap();
+        for p in [
+            perm(permission::Type::Readwrite, "/a/", "/a0"),
+            perm(permission::Type::Read, "/b", ""),
+            perm(permission::Type::Write, "/z", "\0"),
+        ] {
+            s.role_grant_permission(
+                &AuthRoleGrantPermissionRequest {
+                    name: "r".into(),
+                    perm: Some(p),
+                },
+                &mut w,
+            )
+            .unwrap();
         }
         s.user_grant_role("alice", "r", &mut w).unwrap();
         assert_eq!(s.auth_enable(&mut w), Err(EtcdError::RootRoleNotExist));
@@ -636,16 +765,31 @@ mod tests {
         assert!(!ok("/c", "", Access::Read));
         assert!(ok("/zz", "\0", Access::Write));
         assert!(!ok("/zz", "\0", Access::Read));
-        assert_eq!(s.check_op("", b"/a/x", b"", Access::Read), Err(EtcdError::UserEmpty));
-        assert_eq!(s.check_op("bob", b"/a/x", b"", Access::Read), Err(EtcdError::PermissionDenied));
+        assert_eq!(
+            s.check_op("", b"/a/x", b"", Access::Read),
+            Err(EtcdError::UserEmpty)
+        );
+        assert_eq!(
+            s.check_op("bob", b"/a/x", b"", Access::Read),
+            Err(EtcdError::PermissionDenied)
+        );
         assert!(s.check_op("root", b"\0", b"\0", Access::Write).is_ok());
         assert_eq!(s.check_admin("alice"), Err(EtcdError::PermissionDenied));
         assert_eq!(s.check_admin("bob"), Err(EtcdError::UserNotFound));
         assert!(s.check_admin("root").is_ok());
         // Root cannot be removed while enabled.
-        assert_eq!(s.user_delete("root", &mut w), Err(EtcdError::InvalidAuthMgmt));
-        assert_eq!(s.role_delete(ROOT_ROLE, &mut w), Err(EtcdError::InvalidAuthMgmt));
-        assert_eq!(s.user_revoke_role("root", ROOT_ROLE, &mut w), Err(EtcdError::InvalidAuthMgmt));
+        assert_eq!(
+            s.user_delete("root", &mut w),
+            Err(EtcdError::InvalidAuthMgmt)
+        );
+        assert_eq!(
+            s.role_delete(ROOT_ROLE, &mut w),
+            Err(EtcdError::InvalidAuthMgmt)
+        );
+        assert_eq!(
+            s.user_revoke_role("root", ROOT_ROLE, &mut w),
+            Err(EtcdError::InvalidAuthMgmt)
+        );
     }
 
     #[test]
@@ -654,34 +798,78 @@ mod tests {
         let mut w = Vec::new();
         assert_eq!(s.revision(), 1);
         assert_eq!(s.auth_enable(&mut w), Err(EtcdError::RootUserNotExist));
-        assert_eq!(s.user_add(&AuthUserAddRequest::default(), &mut w), Err(EtcdError::UserEmpty));
+        assert_eq!(
+            s.user_add(&AuthUserAddRequest::default(), &mut w),
+            Err(EtcdError::UserEmpty)
+        );
         assert_eq!(s.role_add("", &mut w), Err(EtcdError::RoleEmpty));
         s.role_add("r", &mut w).unwrap();
         assert_eq!(s.revision(), 2);
         assert_eq!(s.role_add("r", &mut w), Err(EtcdError::RoleAlreadyExist));
-        assert_eq!(s.user_grant_role("nobody", "r", &mut w), Err(EtcdError::UserNotFound));
-        let u = AuthUserAddRequest { name: "u".into(), options: Some(UserAddOptions { no_password: true }), ..Default::default() };
+        assert_eq!(
+            s.user_grant_role("nobody", "r", &mut w),
+            Err(EtcdError::UserNotFound)
+        );
+        let u = AuthUserAddRequest {
+            name: "u".into(),
+            options: Some(UserAddOptions { no_password: true }),
+            ..Default::default()
+        };
         s.user_add(&u, &mut w).unwrap();
         assert_eq!(s.user_add(&u, &mut w), Err(EtcdError::UserAlreadyExist));
-        assert_eq!(s.user_grant_role("u", "nope", &mut w), Err(EtcdError::RoleNotFound));
+        assert_eq!(
+            s.user_grant_role("u", "nope", &mut w),
+            Err(EtcdError::RoleNotFound)
+        );
         s.user_grant_role("u", "r", &mut w).unwrap();
         let rev = s.revision();
         s.user_grant_role("u", "r", &mut w).unwrap();
         assert_eq!(s.revision(), rev, "duplicate grant is a no-op");
-        assert_eq!(s.user_revoke_role("u", "x", &mut w), Err(EtcdError::RoleNotGranted));
-        let g = |p| AuthRoleGrantPermissionRequest { name: "r".into(), perm: p };
-        assert_eq!(s.role_grant_permission(&g(None), &mut w), Err(EtcdError::PermissionNotGiven));
-        assert_eq!(s.role_grant_permission(&g(Some(perm(permission::Type::Read, "b", "a"))), &mut w), Err(EtcdError::InvalidAuthMgmt));
-        s.role_grant_permission(&g(Some(perm(permission::Type::Read, "b", ""))), &mut w).unwrap();
-        s.role_grant_permission(&g(Some(perm(permission::Type::Write, "b", ""))), &mut w).unwrap();
-        s.role_grant_permission(&g(Some(perm(permission::Type::Read, "a", "c"))), &mut w).unwrap();
-        let keys: Vec<_> = s.role("r").unwrap().key_permission.iter().map(|p| (p.key.clone(), p.perm_type)).collect();
+        assert_eq!(
+            s.user_revoke_role("u", "x", &mut w),
+            Err(EtcdError::RoleNotGranted)
+        );
+        let g = |p| AuthRoleGrantPermissionRequest {
+            name: "r".into(),
+            perm: p,
+        };
+        assert_eq!(
+            s.role_grant_permission(&g(None), &mut w),
+            Err(EtcdError::PermissionNotGiven)
+        );
+        assert_eq!(
+            s.role_grant_permission(&g(Some(perm(permission::Type::Read, "b", "a"))), &mut w),
+            Err(EtcdError::InvalidAuthMgmt)
+        );
+        s.role_grant_permission(&g(Some(perm(permission::Type::Read, "b", ""))), &mut w)
+            .unwrap();
+        s.role_grant_permission(&g(Some(perm(permission::Type::Write, "b", ""))), &mut w)
+            .unwrap();
+        s.role_grant_permission(&g(Some(perm(permission::Type::Read, "a", "c"))), &mut w)
+            .unwrap();
+        let keys: Vec<_> = s
+            .role("r")
+            .unwrap()
+            .key_permission
+            .iter()
+            .map(|p| (p.key.clone(), p.perm_type))
+            .collect();
         assert_eq!(keys, vec![(Bytes::from("a"), 0), (Bytes::from("b"), 1)]);
-        let rv = |k: &str, e: &str| AuthRoleRevokePermissionRequest { role: "r".into(), key: Bytes::from(k.to_string()), range_end: Bytes::from(e.to_string()) };
-        assert_eq!(s.role_revoke_permission(&rv("a", ""), &mut w), Err(EtcdError::PermissionNotGranted));
+        let rv = |k: &str, e: &str| AuthRoleRevokePermissionRequest {
+            role: "r".into(),
+            key: Bytes::from(k.to_string()),
+            range_end: Bytes::from(e.to_string()),
+        };
+        assert_eq!(
+            s.role_revoke_permission(&rv("a", ""), &mut w),
+            Err(EtcdError::PermissionNotGranted)
+        );
         s.role_revoke_permission(&rv("a", "c"), &mut w).unwrap();
         s.role_delete("r", &mut w).unwrap();
-        assert!(s.user("u").unwrap().roles.is_empty(), "role delete removes it from users");
+        assert!(
+            s.user("u").unwrap().roles.is_empty(),
+            "role delete removes it from users"
+        );
         assert_eq!(s.role_delete("r", &mut w), Err(EtcdError::RoleNotFound));
         assert_eq!(s.user_delete("x", &mut w), Err(EtcdError::UserNotFound));
     }

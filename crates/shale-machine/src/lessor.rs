@@ -47,7 +47,10 @@ pub const LEASE_PREFIX: &[u8] = b"l/";
 
 impl Lessor {
     pub fn new(min_ttl: i64) -> Self {
-        Self { leases: BTreeMap::new(), min_ttl }
+        Self {
+            leases: BTreeMap::new(),
+            min_ttl,
+        }
     }
 
     pub fn exists(&self, id: i64) -> bool {
@@ -78,12 +81,25 @@ impl Lessor {
     /// Adds a lease (apply path; the caller checked it does not exist).
     pub fn grant(&mut self, id: i64, ttl: i64, now: Instant) -> &Lease {
         let ttl = self.effective_ttl(ttl);
-        self.leases.entry(id).or_insert(Lease { id, ttl, keys: BTreeSet::new(), expiry: now + secs(ttl) })
+        self.leases.entry(id).or_insert(Lease {
+            id,
+            ttl,
+            keys: BTreeSet::new(),
+            expiry: now + secs(ttl),
+        })
     }
 
     /// Restores a persisted lease on open (expiry restarts at a full TTL).
     pub fn restore(&mut self, id: i64, ttl: i64, now: Instant) {
-        self.leases.insert(id, Lease { id, ttl, keys: BTreeSet::new(), expiry: now + secs(ttl) });
+        self.leases.insert(
+            id,
+            Lease {
+                id,
+                ttl,
+                keys: BTreeSet::new(),
+                expiry: now + secs(ttl),
+            },
+        );
     }
 
     pub fn remove(&mut self, id: i64) -> Option<Lease> {
@@ -124,8 +140,12 @@ impl Lessor {
 
     /// Leases whose clock ran out, oldest expiry first, at most `max`.
     pub fn expired(&self, now: Instant, max: usize) -> Vec<i64> {
-        let mut v: Vec<(Instant, i64)> =
-            self.leases.values().filter(|l| l.expiry <= now).map(|l| (l.expiry, l.id)).collect();
+        let mut v: Vec<(Instant, i64)> = self
+            .leases
+            .values()
+            .filter(|l| l.expiry <= now)
+            .map(|l| (l.expiry, l.id))
+            .collect();
         v.sort();
         v.into_iter().take(max).map(|(_, id)| id).collect()
     }

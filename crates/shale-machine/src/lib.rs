@@ -15,9 +15,11 @@
 
 mod alarms;
 pub mod auth_store;
-mod machine;
 pub mod lessor;
+mod machine;
 pub mod snapshot;
 
 pub use machine::{response_result, Error, Machine, MachineConfig, Result};
-pub use shale_api::shalepb::{internal_request, internal_response, InternalRequest, InternalResponse};
+pub use shale_api::shalepb::{
+    internal_request, internal_response, InternalRequest, InternalResponse,
+};

@@ -8,21 +8,24 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    alarm_request::AlarmAction, request_op, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse,
+    alarm_request::AlarmAction, request_op, AlarmRequest, AlarmResponse, AlarmType,
     AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse, AuthRoleDeleteResponse,
-    AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionResponse, AuthUserAddResponse, AuthUserChangePasswordResponse,
-    AuthUserDeleteResponse, AuthUserGrantRoleResponse, AuthUserRevokeRoleResponse, LeaseGrantResponse, LeaseRevokeResponse,
+    AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionResponse, AuthUserAddResponse,
+    AuthUserChangePasswordResponse, AuthUserDeleteResponse, AuthUserGrantRoleResponse,
+    AuthUserRevokeRoleResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse,
     RangeRequest, ResponseHeader, TxnRequest,
 };
-use shale_api::shalepb::{internal_request::Request, internal_response::Response, InternalRequest, InternalResponse};
+use shale_api::shalepb::{
+    internal_request::Request, internal_response::Response, InternalRequest, InternalResponse,
+};
 use shale_api::validate::limits::MAX_LEASE_TTL;
 use shale_mvcc::kv;
 use shale_mvcc::watch::WatchHub;
 use shale_mvcc::{ApplyBatch, Change, KeyRange, MvccStore};
 use shale_storage::Engine;
 
-use crate::auth_store::{AuthStore, MetaWrite};
 use crate::alarms::{alarm_key, parse_alarm_key, Alarms, ALARM_PREFIX};
+use crate::auth_store::{AuthStore, MetaWrite};
 use crate::lessor::{lease_key, Lessor, DEFAULT_MIN_TTL, LEASE_PREFIX};
 
 /// Storage key of the caller's Raft state, written with every applied batch.
@@ -54,14 +57,19 @@ pub struct MachineConfig {
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        Self { min_lease_ttl: DEFAULT_MIN_TTL }
+        Self {
+            min_lease_ttl: DEFAULT_MIN_TTL,
+        }
     }
 }
 
 impl MachineConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.min_lease_ttl < 1 {
-            return Err(format!("min lease TTL must be >= 1 second, got {}", self.min_lease_ttl));
+            return Err(format!(
+                "min lease TTL must be >= 1 second, got {}",
+                self.min_lease_ttl
+            ));
         }
         Ok(())
     }
@@ -93,15 +101,24 @@ pub fn response_result(r: InternalResponse) -> std::result::Result<Response, Etc
 }
 
 fn ok(r: Response) -> InternalResponse {
-    InternalResponse { error: 0, response: Some(r) }
+    InternalResponse {
+        error: 0,
+        response: Some(r),
+    }
 }
 
 fn fail(e: EtcdError) -> InternalResponse {
-    InternalResponse { error: e.code_number(), response: None }
+    InternalResponse {
+        error: e.code_number(),
+        response: None,
+    }
 }
 
 fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 impl Machine {
@@ -112,7 +129,14 @@ impl Machine {
         let inner = load_inner(&store, &cfg)?;
         let auth = load_auth(&store)?;
         let hub = WatchHub::new(store.clone());
-        Ok(Self { store, hub, inner: Mutex::new(inner), auth: RwLock::new(auth), apply_lock: Mutex::new(()), config: cfg })
+        Ok(Self {
+            store,
+            hub,
+            inner: Mutex::new(inner),
+            auth: RwLock::new(auth),
+            apply_lock: Mutex::new(()),
+            config: cfg,
+        })
     }
 
     pub fn store(&self) -> &Arc<MvccStore> {
@@ -144,7 +168,11 @@ impl Machine {
 
     /// Applies decided entries in order (`None` = an entry without a command, e.g. a Raft
     /// membership or blank entry) and stores `raft_state` in the same atomic batch.
-    pub fn apply(&self, entries: Vec<Option<InternalRequest>>, raft_state: Vec<u8>) -> Result<Vec<InternalResponse>> {
+    pub fn apply(
+        &self,
+        entries: Vec<Option<InternalRequest>>,
+        raft_state: Vec<u8>,
+    ) -> Result<Vec<InternalResponse>> {
         let _apply = self.apply_lock.lock();
         let mut inner = self.inner.lock();
         let mut batch = self.store.begin();
@@ -180,7 +208,10 @@ pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner
     let now = Instant::now();
     let mut lessor = Lessor::new(cfg.min_lease_ttl);
     let end = shale_storage::engine_prefix_end(LEASE_PREFIX).unwrap_or_else(|| vec![0xff]);
-    for item in store.engine().scan(Bound::Included(LEASE_PREFIX), Bound::Excluded(&end[..])) {
+    for item in store
+        .engine()
+        .scan(Bound::Included(LEASE_PREFIX), Bound::Excluded(&end[..]))
+    {
         let (k, v) = item?;
         let id = k
             .get(LEASE_PREFIX.len()..)
@@ -199,7 +230,12 @@ pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner
     loop {
         let page = kv::range(
             store,
-            &RangeRequest { key: from.clone(), range_end: Bytes::from_static(b"\0"), limit: 1000, ..Default::default() },
+            &RangeRequest {
+                key: from.clone(),
+                range_end: Bytes::from_static(b"\0"),
+                limit: 1000,
+                ..Default::default()
+            },
         )?;
         for kv in &page.kvs {
             if kv.lease != 0 {
@@ -217,9 +253,13 @@ pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner
     }
     let mut alarms = Alarms::default();
     let end = shale_storage::engine_prefix_end(ALARM_PREFIX).unwrap_or_else(|| vec![0xff]);
-    for item in store.engine().scan(Bound::Included(ALARM_PREFIX), Bound::Excluded(&end[..])) {
+    for item in store
+        .engine()
+        .scan(Bound::Included(ALARM_PREFIX), Bound::Excluded(&end[..]))
+    {
         let (k, _) = item?;
-        let (m, a) = parse_alarm_key(&k).ok_or_else(|| Error::Corrupt(format!("bad alarm key {k:?}")))?;
+        let (m, a) =
+            parse_alarm_key(&k).ok_or_else(|| Error::Corrupt(format!("bad alarm key {k:?}")))?;
         alarms.insert(m, a);
     }
     Ok(Inner { lessor, alarms })
@@ -240,11 +280,14 @@ fn track_leases(lessor: &mut Lessor, changes: &[Change]) {
 }
 
 fn txn_has_put(t: &TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
-        Some(request_op::Request::RequestPut(_)) => true,
-        Some(request_op::Request::RequestTxn(n)) => txn_has_put(n),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(n)) => txn_has_put(n),
+            _ => false,
+        })
 }
 
 fn apply_one(
@@ -282,7 +325,9 @@ fn apply_one(
         }
         Request::Compaction(c) => {
             batch.compact(c.revision)?;
-            ok(Response::Compaction(CompactionResponse { header: header(batch.rev()) }))
+            ok(Response::Compaction(CompactionResponse {
+                header: header(batch.rev()),
+            }))
         }
         Request::LeaseGrant(g) => {
             if nospace {
@@ -316,7 +361,9 @@ fn apply_one(
             }
             inner.lessor.remove(r.id);
             batch.delete_meta(lease_key(r.id));
-            ok(Response::LeaseRevoke(LeaseRevokeResponse { header: header(batch.rev()) }))
+            ok(Response::LeaseRevoke(LeaseRevokeResponse {
+                header: header(batch.rev()),
+            }))
         }
         Request::Alarm(a) => ok(Response::Alarm(apply_alarm(inner, batch, &a))),
         other => apply_auth(&mut auth.write(), batch, other)?,
@@ -324,38 +371,48 @@ fn apply_one(
 }
 
 /// Applies an auth command; its storage writes join the batch.
-fn apply_auth(auth: &mut AuthStore, batch: &mut ApplyBatch<'_>, req: Request) -> shale_mvcc::Result<InternalResponse> {
+fn apply_auth(
+    auth: &mut AuthStore,
+    batch: &mut ApplyBatch<'_>,
+    req: Request,
+) -> shale_mvcc::Result<InternalResponse> {
     let mut w: Vec<MetaWrite> = Vec::new();
     let h = header(batch.rev());
     let resp = match req {
-        Request::AuthEnable(_) => auth.auth_enable(&mut w).map(|_| Response::AuthEnable(AuthEnableResponse { header: h })),
+        Request::AuthEnable(_) => auth
+            .auth_enable(&mut w)
+            .map(|_| Response::AuthEnable(AuthEnableResponse { header: h })),
         Request::AuthDisable(_) => {
             auth.auth_disable(&mut w);
             Ok(Response::AuthDisable(AuthDisableResponse { header: h }))
         }
-        Request::AuthUserAdd(r) => auth.user_add(&r, &mut w).map(|_| Response::AuthUserAdd(AuthUserAddResponse { header: h })),
-        Request::AuthUserDelete(r) => {
-            auth.user_delete(&r.name, &mut w).map(|_| Response::AuthUserDelete(AuthUserDeleteResponse { header: h }))
-        }
-        Request::AuthUserChangePassword(r) => auth
-            .user_change_password(&r, &mut w)
-            .map(|_| Response::AuthUserChangePassword(AuthUserChangePasswordResponse { header: h })),
+        Request::AuthUserAdd(r) => auth
+            .user_add(&r, &mut w)
+            .map(|_| Response::AuthUserAdd(AuthUserAddResponse { header: h })),
+        Request::AuthUserDelete(r) => auth
+            .user_delete(&r.name, &mut w)
+            .map(|_| Response::AuthUserDelete(AuthUserDeleteResponse { header: h })),
+        Request::AuthUserChangePassword(r) => auth.user_change_password(&r, &mut w).map(|_| {
+            Response::AuthUserChangePassword(AuthUserChangePasswordResponse { header: h })
+        }),
         Request::AuthUserGrantRole(r) => auth
             .user_grant_role(&r.user, &r.role, &mut w)
             .map(|_| Response::AuthUserGrantRole(AuthUserGrantRoleResponse { header: h })),
         Request::AuthUserRevokeRole(r) => auth
             .user_revoke_role(&r.name, &r.role, &mut w)
             .map(|_| Response::AuthUserRevokeRole(AuthUserRevokeRoleResponse { header: h })),
-        Request::AuthRoleAdd(r) => auth.role_add(&r.name, &mut w).map(|_| Response::AuthRoleAdd(AuthRoleAddResponse { header: h })),
-        Request::AuthRoleDelete(r) => {
-            auth.role_delete(&r.role, &mut w).map(|_| Response::AuthRoleDelete(AuthRoleDeleteResponse { header: h }))
-        }
-        Request::AuthRoleGrantPermission(r) => auth
-            .role_grant_permission(&r, &mut w)
-            .map(|_| Response::AuthRoleGrantPermission(AuthRoleGrantPermissionResponse { header: h })),
-        Request::AuthRoleRevokePermission(r) => auth
-            .role_revoke_permission(&r, &mut w)
-            .map(|_| Response::AuthRoleRevokePermission(AuthRoleRevokePermissionResponse { header: h })),
+        Request::AuthRoleAdd(r) => auth
+            .role_add(&r.name, &mut w)
+            .map(|_| Response::AuthRoleAdd(AuthRoleAddResponse { header: h })),
+        Request::AuthRoleDelete(r) => auth
+            .role_delete(&r.role, &mut w)
+            .map(|_| Response::AuthRoleDelete(AuthRoleDeleteResponse { header: h })),
+        Request::AuthRoleGrantPermission(r) => auth.role_grant_permission(&r, &mut w).map(|_| {
+            Response::AuthRoleGrantPermission(AuthRoleGrantPermissionResponse { header: h })
+        }),
+        Request::AuthRoleRevokePermission(r) => auth.role_revoke_permission(&r, &mut w).map(|_| {
+            Response::AuthRoleRevokePermission(AuthRoleRevokePermissionResponse { header: h })
+        }),
         _ => return Ok(InternalResponse::default()),
     };
     for (k, v) in w {
@@ -371,7 +428,10 @@ fn apply_auth(auth: &mut AuthStore, batch: &mut ApplyBatch<'_>, req: Request) ->
 }
 
 fn apply_alarm(inner: &mut Inner, batch: &mut ApplyBatch<'_>, a: &AlarmRequest) -> AlarmResponse {
-    let mut resp = AlarmResponse { header: header(batch.rev()), alarms: Vec::new() };
+    let mut resp = AlarmResponse {
+        header: header(batch.rev()),
+        alarms: Vec::new(),
+    };
     match AlarmAction::try_from(a.action) {
         Ok(AlarmAction::Get) => resp.alarms = inner.alarms.list(a.alarm),
         Ok(AlarmAction::Activate) => {
@@ -381,12 +441,18 @@ fn apply_alarm(inner: &mut Inner, batch: &mut ApplyBatch<'_>, a: &AlarmRequest) 
             if inner.alarms.insert(a.member_id, a.alarm) {
                 batch.put_meta(alarm_key(a.member_id, a.alarm), Vec::new());
             }
-            resp.alarms.push(shale_api::etcdserverpb::AlarmMember { member_id: a.member_id, alarm: a.alarm });
+            resp.alarms.push(shale_api::etcdserverpb::AlarmMember {
+                member_id: a.member_id,
+                alarm: a.alarm,
+            });
         }
         Ok(AlarmAction::Deactivate) => {
             if inner.alarms.remove(a.member_id, a.alarm) {
                 batch.delete_meta(alarm_key(a.member_id, a.alarm));
-                resp.alarms.push(shale_api::etcdserverpb::AlarmMember { member_id: a.member_id, alarm: a.alarm });
+                resp.alarms.push(shale_api::etcdserverpb::AlarmMember {
+                    member_id: a.member_id,
+                    alarm: a.alarm,
+                });
             }
         }
         Err(_) => {}

@@ -31,9 +31,17 @@ impl Machine {
         let raft = self.raft_state()?;
         let mut crc = Crc32c::default();
         w.write_all(MAGIC)?;
-        for item in self.store().engine().scan(Bound::Unbounded, Bound::Unbounded) {
+        for item in self
+            .store()
+            .engine()
+            .scan(Bound::Unbounded, Bound::Unbounded)
+        {
             let (k, v) = item?;
-            let head = [(k.len() as u32).to_be_bytes(), (v.len() as u32).to_be_bytes()].concat();
+            let head = [
+                (k.len() as u32).to_be_bytes(),
+                (v.len() as u32).to_be_bytes(),
+            ]
+            .concat();
             for part in [&head[..], &k, &v] {
                 crc.update(part);
                 w.write_all(part)?;
@@ -73,13 +81,15 @@ impl Machine {
 
 fn read_u32(r: &mut dyn Read) -> Result<u32> {
     let mut b = [0u8; 4];
-    r.read_exact(&mut b).map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
+    r.read_exact(&mut b)
+        .map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
     Ok(u32::from_be_bytes(b))
 }
 
 fn read_records(r: &mut dyn Read, f: &mut dyn FnMut(Vec<u8>, Vec<u8>) -> Result<()>) -> Result<()> {
     let mut magic = [0u8; MAGIC.len()];
-    r.read_exact(&mut magic).map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
+    r.read_exact(&mut magic)
+        .map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
     if magic != MAGIC {
         return Err(Error::Corrupt("not a Shale snapshot (bad magic)".into()));
     }
@@ -91,12 +101,16 @@ fn read_records(r: &mut dyn Read, f: &mut dyn FnMut(Vec<u8>, Vec<u8>) -> Result<
         }
         let vlen = read_u32(r)?;
         if klen > (64 << 20) || vlen > (1 << 30) {
-            return Err(Error::Corrupt(format!("snapshot record too large ({klen}/{vlen} bytes)")));
+            return Err(Error::Corrupt(format!(
+                "snapshot record too large ({klen}/{vlen} bytes)"
+            )));
         }
         let mut k = vec![0u8; klen as usize];
         let mut v = vec![0u8; vlen as usize];
-        r.read_exact(&mut k).map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
-        r.read_exact(&mut v).map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
+        r.read_exact(&mut k)
+            .map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
+        r.read_exact(&mut v)
+            .map_err(|e| Error::Corrupt(format!("snapshot truncated: {e}")))?;
         crc.update(&klen.to_be_bytes());
         crc.update(&vlen.to_be_bytes());
         crc.update(&k);

@@ -14,7 +14,14 @@ use shale_storage::{Engine, MemoryEngine};
 
 fn apply(m: &Machine, req: Request) -> Result<(), EtcdError> {
     let out = m
-        .apply(vec![Some(InternalRequest { id: 1, now_unix_ms: 0, request: Some(req) })], Vec::new())
+        .apply(
+            vec![Some(InternalRequest {
+                id: 1,
+                now_unix_ms: 0,
+                request: Some(req),
+            })],
+            Vec::new(),
+        )
         .expect("apply");
     response_result(out.into_iter().next().unwrap()).map(|_| ())
 }
@@ -30,7 +37,11 @@ fn user_add(name: &str) -> Request {
 fn setup(m: &Machine) {
     apply(m, user_add("root")).unwrap();
     apply(m, user_add("alice")).unwrap();
-    apply(m, Request::AuthRoleAdd(AuthRoleAddRequest { name: "r".into() })).unwrap();
+    apply(
+        m,
+        Request::AuthRoleAdd(AuthRoleAddRequest { name: "r".into() }),
+    )
+    .unwrap();
     apply(
         m,
         Request::AuthRoleGrantPermission(AuthRoleGrantPermissionRequest {
@@ -43,18 +54,31 @@ fn setup(m: &Machine) {
         }),
     )
     .unwrap();
-    apply(m, Request::AuthUserGrantRole(AuthUserGrantRoleRequest { user: "alice".into(), role: "r".into() })).unwrap();
+    apply(
+        m,
+        Request::AuthUserGrantRole(AuthUserGrantRoleRequest {
+            user: "alice".into(),
+            role: "r".into(),
+        }),
+    )
+    .unwrap();
 }
 
 fn check_state(m: &Machine) {
     let a = m.auth();
     assert!(a.is_enabled());
-    assert_eq!(a.user_names(), vec!["alice".to_string(), "root".to_string()]);
+    assert_eq!(
+        a.user_names(),
+        vec!["alice".to_string(), "root".to_string()]
+    );
     assert_eq!(a.role_names(), vec!["r".to_string(), "root".to_string()]);
     assert_eq!(a.user("alice").unwrap().password.as_ref(), b"hash-of-alice");
     assert_eq!(a.user("root").unwrap().roles, vec!["root".to_string()]);
     assert!(a.check_op("alice", b"/a/x", b"", Access::Write).is_ok());
-    assert_eq!(a.check_op("alice", b"/b", b"", Access::Read), Err(EtcdError::PermissionDenied));
+    assert_eq!(
+        a.check_op("alice", b"/b", b"", Access::Read),
+        Err(EtcdError::PermissionDenied)
+    );
     assert!(a.check_admin("root").is_ok());
 }
 
@@ -63,15 +87,42 @@ fn auth_applies_persists_and_reloads() {
     let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
     let m = Machine::open(engine.clone(), MachineConfig::default()).unwrap();
     assert_eq!(m.auth().revision(), 1);
-    assert_eq!(apply(&m, Request::AuthEnable(AuthEnableRequest {})), Err(EtcdError::RootUserNotExist));
-    setup(&m);
-    assert_eq!(apply(&m, Request::AuthEnable(AuthEnableRequest {})), Err(EtcdError::RootRoleNotExist));
-    apply(&m, Request::AuthRoleAdd(AuthRoleAddRequest { name: "root".into() })).unwrap();
-    apply(&m, Request::AuthUserGrantRole(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() })).unwrap();
-    apply(&m, Request::AuthEnable(AuthEnableRequest {})).unwrap();
-    assert_eq!(apply(&m, user_add("alice")), Err(EtcdError::UserAlreadyExist));
     assert_eq!(
-        apply(&m, Request::AuthUserDelete(AuthUserDeleteRequest { name: "root".into() })),
+        apply(&m, Request::AuthEnable(AuthEnableRequest {})),
+        Err(EtcdError::RootUserNotExist)
+    );
+    setup(&m);
+    assert_eq!(
+        apply(&m, Request::AuthEnable(AuthEnableRequest {})),
+        Err(EtcdError::RootRoleNotExist)
+    );
+    apply(
+        &m,
+        Request::AuthRoleAdd(AuthRoleAddRequest {
+            name: "root".into(),
+        }),
+    )
+    .unwrap();
+    apply(
+        &m,
+        Request::AuthUserGrantRole(AuthUserGrantRoleRequest {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+    )
+    .unwrap();
+    apply(&m, Request::AuthEnable(AuthEnableRequest {})).unwrap();
+    assert_eq!(
+        apply(&m, user_add("alice")),
+        Err(EtcdError::UserAlreadyExist)
+    );
+    assert_eq!(
+        apply(
+            &m,
+            Request::AuthUserDelete(AuthUserDeleteRequest {
+                name: "root".into()
+            })
+        ),
         Err(EtcdError::InvalidAuthMgmt)
     );
     let rev = m.auth().revision();
@@ -88,7 +139,8 @@ fn auth_applies_persists_and_reloads() {
     let mut snap = Vec::new();
     m.write_snapshot(&mut snap).unwrap();
     let m2 = Machine::open(Arc::new(MemoryEngine::new()), MachineConfig::default()).unwrap();
-    m2.install_snapshot(&mut std::io::Cursor::new(snap)).unwrap();
+    m2.install_snapshot(&mut std::io::Cursor::new(snap))
+        .unwrap();
     assert_eq!(m2.auth().revision(), rev);
     check_state(&m2);
 
@@ -98,7 +150,17 @@ fn auth_applies_persists_and_reloads() {
     let m = Machine::open(engine, MachineConfig::default()).unwrap();
     assert!(!m.auth().is_enabled());
     assert_eq!(m.auth().revision(), rev + 1);
-    apply(&m, Request::AuthUserDelete(AuthUserDeleteRequest { name: "root".into() })).unwrap();
-    apply(&m, Request::AuthRoleDelete(AuthRoleDeleteRequest { role: "r".into() })).unwrap();
+    apply(
+        &m,
+        Request::AuthUserDelete(AuthUserDeleteRequest {
+            name: "root".into(),
+        }),
+    )
+    .unwrap();
+    apply(
+        &m,
+        Request::AuthRoleDelete(AuthRoleDeleteRequest { role: "r".into() }),
+    )
+    .unwrap();
     assert!(m.auth().user("alice").unwrap().roles.is_empty());
 }

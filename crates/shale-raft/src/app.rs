@@ -50,7 +50,8 @@ macro_rules! proto_serde {
         }
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_bytes(ProtoVisitor::<$inner>(std::marker::PhantomData)).map($t)
+                d.deserialize_bytes(ProtoVisitor::<$inner>(std::marker::PhantomData))
+                    .map($t)
             }
         }
     };
@@ -90,7 +91,11 @@ mod tests {
         let c = Command(InternalRequest {
             id: 7,
             now_unix_ms: 1,
-            request: Some(Request::Put(PutRequest { key: "k".into(), value: "v".into(), ..Default::default() })),
+            request: Some(Request::Put(PutRequest {
+                key: "k".into(),
+                value: "v".into(),
+                ..Default::default()
+            })),
         });
         let b = bincode::serialize(&c).expect("serialize");
         assert_eq!(bincode::deserialize::<Command>(&b).expect("deserialize"), c);

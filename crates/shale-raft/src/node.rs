@@ -71,7 +71,10 @@ pub enum NodeError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot open the raft log in {path}: {source}")]
-    Log { path: PathBuf, source: crate::LogStoreError },
+    Log {
+        path: PathBuf,
+        source: crate::LogStoreError,
+    },
     #[error("cannot open the state store in {path}: {reason}")]
     State { path: PathBuf, reason: String },
     #[error("raft failed to start: {0}")]
@@ -103,19 +106,32 @@ impl RaftNode {
     pub async fn start(cfg: NodeConfig) -> Result<Arc<Self>, NodeError> {
         cfg.validate().map_err(NodeError::Config)?;
         let log_dir = cfg.dir.join("raft");
-        let log = LogStore::<TypeConfig>::open(&log_dir, LogStoreOptions::default())
-            .map_err(|source| NodeError::Log { path: log_dir.clone(), source })?;
+        let log = LogStore::<TypeConfig>::open(&log_dir, LogStoreOptions::default()).map_err(
+            |source| NodeError::Log {
+                path: log_dir.clone(),
+                source,
+            },
+        )?;
         let state_dir = cfg.dir.join("state");
         let engine: Arc<dyn Engine> = Arc::new(
-            SledEngine::open(&state_dir, cfg.state_cache_bytes)
-                .map_err(|e| NodeError::State { path: state_dir.clone(), reason: e.to_string() })?,
+            SledEngine::open(&state_dir, cfg.state_cache_bytes).map_err(|e| NodeError::State {
+                path: state_dir.clone(),
+                reason: e.to_string(),
+            })?,
         );
-        let machine = Arc::new(
-            Machine::open(engine, cfg.machine.clone())
-                .map_err(|e| NodeError::State { path: state_dir.clone(), reason: e.to_string() })?,
-        );
-        let sm = StateMachineStore::new(machine.clone(), cfg.dir.join("snap"))
-            .map_err(|e| NodeError::State { path: cfg.dir.join("snap"), reason: e.to_string() })?;
+        let machine =
+            Arc::new(
+                Machine::open(engine, cfg.machine.clone()).map_err(|e| NodeError::State {
+                    path: state_dir.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        let sm = StateMachineStore::new(machine.clone(), cfg.dir.join("snap")).map_err(|e| {
+            NodeError::State {
+                path: cfg.dir.join("snap"),
+                reason: e.to_string(),
+            }
+        })?;
         let config = Config {
             cluster_name: "shale".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -126,10 +142,21 @@ impl RaftNode {
             max_payload_entries: 1000,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
-        let raft = Raft::new(cfg.id, config, NoPeers, log, sm).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        );
+        let raft = Raft::new(cfg.id, config, NoPeers, log, sm)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut members = BTreeMap::new();
-        members.insert(cfg.id, BasicNode { addr: cfg.peer_url.clone() });
+        members.insert(
+            cfg.id,
+            BasicNode {
+                addr: cfg.peer_url.clone(),
+            },
+        );
         match raft.initialize(members).await {
             Ok(()) => {}
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {
@@ -139,7 +166,12 @@ impl RaftNode {
             }
             Err(e) => return Err(NodeError::Raft(e.to_string())),
         }
-        Ok(Arc::new(Self { raft, machine, id: cfg.id, timeout: cfg.request_timeout }))
+        Ok(Arc::new(Self {
+            raft,
+            machine,
+            id: cfg.id,
+            timeout: cfg.request_timeout,
+        }))
     }
 
     pub fn id(&self) -> NodeId {
@@ -172,7 +204,11 @@ impl RaftNode {
 
     /// Waits until this member sees a leader, up to `timeout`.
     pub async fn wait_leader(&self, timeout: Duration) -> bool {
-        self.raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "leader").await.is_ok()
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "leader")
+            .await
+            .is_ok()
     }
 
     /// Proposes `req` and waits until it is applied; returns the machine's answer.
@@ -181,9 +217,15 @@ impl RaftNode {
             Err(_) => Err(EtcdError::Timeout),
             Ok(Ok(resp)) => Ok(resp.data.0),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(if f.leader_id.is_some() { EtcdError::NotLeader } else { EtcdError::NoLeader })
+                Err(if f.leader_id.is_some() {
+                    EtcdError::NotLeader
+                } else {
+                    EtcdError::NoLeader
+                })
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => Err(EtcdError::NotCapable),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => {
+                Err(EtcdError::NotCapable)
+            }
             Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
         }
     }
@@ -194,16 +236,22 @@ impl RaftNode {
         match tokio::time::timeout(self.timeout, self.raft.ensure_linearizable()).await {
             Err(_) => Err(EtcdError::Timeout),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(_))) => {
-                Err(if self.has_leader() { EtcdError::NotLeader } else { EtcdError::NoLeader })
-            }
+            Ok(Err(RaftError::APIError(_))) => Err(if self.has_leader() {
+                EtcdError::NotLeader
+            } else {
+                EtcdError::NoLeader
+            }),
             Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
         }
     }
 
     /// Builds a snapshot now (and lets the log behind it be purged).
     pub async fn snapshot(&self) -> Result<(), EtcdError> {
-        self.raft.trigger().snapshot().await.map_err(|_| EtcdError::Stopped)
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|_| EtcdError::Stopped)
     }
 
     pub async fn shutdown(&self) {

@@ -6,6 +6,10 @@
 //! with the data after a crash. Snapshots are files in `<data-dir>/snap/`, written by the
 //! machine while it holds its apply lock.
 
+// openraft's storage API fixes the error type (`StorageError`, ~224 bytes); boxing it here
+// would only move the conversion into every caller.
+#![allow(clippy::result_large_err)]
+
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +30,10 @@ pub struct RaftState {
 
 impl RaftState {
     pub fn load(machine: &Machine) -> Result<Self, StorageError> {
-        match machine.raft_state().map_err(|e| sm_err(ErrorVerb::Read, e))? {
+        match machine
+            .raft_state()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?
+        {
             Some(b) => bincode::deserialize(&b).map_err(|e| sm_err(ErrorVerb::Read, e)),
             None => Ok(Self::default()),
         }
@@ -34,11 +41,19 @@ impl RaftState {
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageError::from_io_error(ErrorSubject::Snapshot(None), verb, std::io::Error::other(e.to_string()))
+    StorageError::from_io_error(
+        ErrorSubject::Snapshot(None),
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 /// The openraft state machine of one group.
@@ -54,13 +69,20 @@ impl StateMachineStore {
         std::fs::create_dir_all(&snap_dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let state = RaftState::load(&machine)?;
         let current = latest_snapshot(&snap_dir);
-        Ok(Self { machine, state, snap_dir, current })
+        Ok(Self {
+            machine,
+            state,
+            snap_dir,
+            current,
+        })
     }
 }
 
 const META_SUFFIX: &str = ".meta";
 
-fn latest_snapshot(dir: &std::path::Path) -> Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> {
+fn latest_snapshot(
+    dir: &std::path::Path,
+) -> Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> {
     let mut best: Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
@@ -68,12 +90,17 @@ fn latest_snapshot(dir: &std::path::Path) -> Option<(SnapshotMeta<u64, openraft:
             continue;
         }
         let Ok(b) = std::fs::read(&p) else { continue };
-        let Ok(meta) = bincode::deserialize::<SnapshotMeta<u64, openraft::BasicNode>>(&b) else { continue };
+        let Ok(meta) = bincode::deserialize::<SnapshotMeta<u64, openraft::BasicNode>>(&b) else {
+            continue;
+        };
         let data = p.with_extension("snap");
         if !data.exists() {
             continue;
         }
-        if best.as_ref().is_none_or(|(m, _)| m.last_log_id < meta.last_log_id) {
+        if best
+            .as_ref()
+            .is_none_or(|(m, _)| m.last_log_id < meta.last_log_id)
+        {
             best = Some((meta, data));
         }
     }
@@ -93,8 +120,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (meta, path) = tokio::task::spawn_blocking(move || write_snapshot(&machine, &dir))
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))??;
-        let f = tokio::fs::File::open(&path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(f) })
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(f),
+        })
     }
 }
 
@@ -103,8 +135,12 @@ fn write_snapshot(
     dir: &std::path::Path,
 ) -> Result<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf), StorageError> {
     let tmp = dir.join("building.tmp");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| snap_err(ErrorVerb::Write, e))?);
-    let raft = machine.write_snapshot(&mut f).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).map_err(|e| snap_err(ErrorVerb::Write, e))?,
+    );
+    let raft = machine
+        .write_snapshot(&mut f)
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let f = f.into_inner().map_err(|e| snap_err(ErrorVerb::Write, e))?;
     f.sync_all().map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let state: RaftState = match raft {
@@ -125,7 +161,8 @@ fn write_snapshot(
     let meta_bytes = bincode::serialize(&meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let meta_tmp = dir.join(format!("{id}{META_SUFFIX}.tmp"));
     std::fs::write(&meta_tmp, meta_bytes).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    std::fs::rename(&meta_tmp, dir.join(format!("{id}{META_SUFFIX}"))).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    std::fs::rename(&meta_tmp, dir.join(format!("{id}{META_SUFFIX}")))
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -135,7 +172,9 @@ fn write_snapshot(
 
 /// Keeps only the newest snapshot.
 fn prune_snapshots(dir: &std::path::Path, keep: &str) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if !name.starts_with(keep) && (name.ends_with(".snap") || name.ends_with(META_SUFFIX)) {
@@ -172,12 +211,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(Vec::new());
         }
         let raft = bincode::serialize(&self.state).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let out = self.machine.apply(cmds, raft).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let out = self
+            .machine
+            .apply(cmds, raft)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(out.into_iter().map(Reply).collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { machine: self.machine.clone(), snap_dir: self.snap_dir.clone() }
+        SnapshotBuilder {
+            machine: self.machine.clone(),
+            snap_dir: self.snap_dir.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -203,20 +248,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             f.rewind().map_err(|e| snap_err(ErrorVerb::Read, e))?;
             let mut r = std::io::BufReader::new(f);
-            machine.install_snapshot(&mut r).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            machine
+                .install_snapshot(&mut r)
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
             let mut rest = Vec::new();
             let _ = r.read_to_end(&mut rest);
             Ok(())
         })
         .await
         .map_err(|e| snap_err(ErrorVerb::Read, e))??;
-        self.state = RaftState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        self.state = RaftState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
         let src = self.snap_dir.join("receiving.tmp");
         let data = self.snap_dir.join(format!("{}.snap", meta.snapshot_id));
         std::fs::rename(&src, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let meta_bytes = bincode::serialize(meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        std::fs::write(self.snap_dir.join(format!("{}{META_SUFFIX}", meta.snapshot_id)), meta_bytes)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        std::fs::write(
+            self.snap_dir
+                .join(format!("{}{META_SUFFIX}", meta.snapshot_id)),
+            meta_bytes,
+        )
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         prune_snapshots(&self.snap_dir, &meta.snapshot_id);
         self.current = Some((meta.clone(), data));
         Ok(())
@@ -224,8 +278,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         self.current = latest_snapshot(&self.snap_dir);
-        let Some((meta, path)) = &self.current else { return Ok(None) };
-        let f = tokio::fs::File::open(path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot { meta: meta.clone(), snapshot: Box::new(f) }))
+        let Some((meta, path)) = &self.current else {
+            return Ok(None);
+        };
+        let f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(f),
+        }))
     }
 }

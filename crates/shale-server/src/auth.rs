@@ -58,12 +58,21 @@ impl Tokens {
     pub fn issue(&self, user: &str, rev: u64) -> String {
         const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
         let mut rng = rand::rng();
-        let prefix: String = (0..16).map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char).collect();
+        let prefix: String = (0..16)
+            .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
+            .collect();
         let token = format!("{prefix}.{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let now = Instant::now();
         let mut map = self.map.lock();
         map.retain(|_, t| t.expires > now);
-        map.insert(token.clone(), Token { user: user.to_string(), issued_at: rev, expires: now + TOKEN_TTL });
+        map.insert(
+            token.clone(),
+            Token {
+                user: user.to_string(),
+                issued_at: rev,
+                expires: now + TOKEN_TTL,
+            },
+        );
         token
     }
 
@@ -96,7 +105,9 @@ pub struct Caller {
 impl Caller {
     pub fn from_metadata(md: &MetadataMap) -> Caller {
         let v = md.get("token").or_else(|| md.get("authorization"));
-        let token = v.and_then(|v| v.to_str().ok()).map(|s| s.strip_prefix("Bearer ").unwrap_or(s).to_string());
+        let token = v
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.strip_prefix("Bearer ").unwrap_or(s).to_string());
         Caller { token }
     }
 }
@@ -189,7 +200,9 @@ impl Check<'_> {
         }
         for op in t.success.iter().chain(t.failure.iter()) {
             match &op.request {
-                Some(request_op::Request::RequestRange(r)) => self.op(&r.key, &r.range_end, Access::Read)?,
+                Some(request_op::Request::RequestRange(r)) => {
+                    self.op(&r.key, &r.range_end, Access::Read)?
+                }
                 Some(request_op::Request::RequestPut(p)) => self.put(p)?,
                 Some(request_op::Request::RequestDeleteRange(d)) => {
                     if d.prev_kv {
@@ -262,7 +275,12 @@ impl Ctx {
         } else {
             machine.with_lessor(|l| {
                 let ids = if all { l.ids() } else { ids };
-                ids.into_iter().filter_map(|id| l.get(id).map(|lease| (id, lease.keys.iter().cloned().collect()))).collect()
+                ids.into_iter()
+                    .filter_map(|id| {
+                        l.get(id)
+                            .map(|lease| (id, lease.keys.iter().cloned().collect()))
+                    })
+                    .collect()
             })
         };
         let auth = machine.auth();
@@ -273,7 +291,13 @@ impl Ctx {
                 _ => return Err(EtcdError::InvalidAuthToken.into()),
             },
         };
-        Check { auth: &auth, user: &user, leases: &leases }.need(&need).map_err(Status::from)
+        Check {
+            auth: &auth,
+            user: &user,
+            leases: &leases,
+        }
+        .need(&need)
+        .map_err(Status::from)
     }
 }
 

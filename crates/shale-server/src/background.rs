@@ -14,7 +14,12 @@ use crate::config::AutoCompaction;
 use crate::ctx::Ctx;
 
 /// Spawns every background task; they stop when `stop` flips to true.
-pub fn spawn_all(ctx: Arc<Ctx>, compaction: AutoCompaction, progress_every: Duration, stop: watch::Receiver<bool>) {
+pub fn spawn_all(
+    ctx: Arc<Ctx>,
+    compaction: AutoCompaction,
+    progress_every: Duration,
+    stop: watch::Receiver<bool>,
+) {
     tokio::spawn(lease_expiry(ctx.clone(), stop.clone()));
     tokio::spawn(progress(ctx.clone(), progress_every, stop.clone()));
     tokio::spawn(db_size(ctx.clone(), stop.clone()));
@@ -37,20 +42,30 @@ async fn lease_expiry(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     while ticker(Duration::from_millis(500), &mut stop).await {
         let leader = ctx.node.status().is_leader;
         if leader && !was_leader {
-            ctx.node.machine().with_lessor(|l| l.promote(Instant::now()));
+            ctx.node
+                .machine()
+                .with_lessor(|l| l.promote(Instant::now()));
             ctx.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         was_leader = leader;
         if !leader {
             continue;
         }
-        let expired = ctx.node.machine().with_lessor(|l| l.expired(Instant::now(), 500));
+        let expired = ctx
+            .node
+            .machine()
+            .with_lessor(|l| l.expired(Instant::now(), 500));
         for id in expired {
-            match ctx.propose(Cmd::LeaseRevoke(LeaseRevokeRequest { id })).await {
+            match ctx
+                .propose(Cmd::LeaseRevoke(LeaseRevokeRequest { id }))
+                .await
+            {
                 Ok(_) => {
                     ctx.metrics.leases_expired.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(lease = id, error = %e.message(), "revoking expired lease failed"),
+                Err(e) => {
+                    tracing::debug!(lease = id, error = %e.message(), "revoking expired lease failed")
+                }
             }
         }
     }
@@ -84,7 +99,12 @@ async fn auto_compact(ctx: Arc<Ctx>, mode: AutoCompaction, mut stop: watch::Rece
     let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
     let mut last = 0i64;
     let (every, keep) = match mode {
-        AutoCompaction::Periodic(d) => ((d / 10).min(Duration::from_secs(3600)).max(Duration::from_millis(100)), d),
+        AutoCompaction::Periodic(d) => (
+            (d / 10)
+                .min(Duration::from_secs(3600))
+                .max(Duration::from_millis(100)),
+            d,
+        ),
         AutoCompaction::Revision(_) => (Duration::from_secs(300), Duration::ZERO),
         AutoCompaction::Off => return,
     };
@@ -110,12 +130,20 @@ async fn auto_compact(ctx: Arc<Ctx>, mode: AutoCompaction, mut stop: watch::Rece
         };
         if let Some(t) = target {
             if t > last && t > ctx.store().compact_revision() && ctx.node.status().is_leader {
-                match ctx.propose(Cmd::Compaction(CompactionRequest { revision: t, physical: false })).await {
+                match ctx
+                    .propose(Cmd::Compaction(CompactionRequest {
+                        revision: t,
+                        physical: false,
+                    }))
+                    .await
+                {
                     Ok(_) => {
                         tracing::info!(revision = t, "auto-compaction");
                         last = t;
                     }
-                    Err(e) => tracing::warn!(revision = t, error = %e.message(), "auto-compaction failed"),
+                    Err(e) => {
+                        tracing::warn!(revision = t, error = %e.message(), "auto-compaction failed")
+                    }
                 }
             }
         }

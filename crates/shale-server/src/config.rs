@@ -13,7 +13,11 @@ pub const DEFAULT_EMULATED_VERSION: &str = "3.5.17";
 
 /// Command-line flags of `shale`.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "shale", version, about = "Shale: a drop-in etcd v3 replacement")]
+#[command(
+    name = "shale",
+    version,
+    about = "Shale: a drop-in etcd v3 replacement"
+)]
 pub struct Config {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -22,13 +26,25 @@ pub struct Config {
     #[arg(long = "data-dir", env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// List of URLs to listen on for client traffic (comma-separated).
-    #[arg(long = "listen-client-urls", env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long = "listen-client-urls",
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub listen_client_urls: String,
     /// List of this member's client URLs to advertise to the public.
-    #[arg(long = "advertise-client-urls", env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long = "advertise-client-urls",
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub advertise_client_urls: String,
     /// List of URLs to listen on for peer traffic.
-    #[arg(long = "listen-peer-urls", env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long = "listen-peer-urls",
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub listen_peer_urls: String,
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
@@ -38,37 +54,77 @@ pub struct Config {
     )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping (`name=peer-url,...`).
-    #[arg(long = "initial-cluster", env = "ETCD_INITIAL_CLUSTER", default_value = "default=http://localhost:2380")]
+    #[arg(
+        long = "initial-cluster",
+        env = "ETCD_INITIAL_CLUSTER",
+        default_value = "default=http://localhost:2380"
+    )]
     pub initial_cluster: String,
     /// Initial cluster state ('new' or 'existing').
-    #[arg(long = "initial-cluster-state", env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    #[arg(
+        long = "initial-cluster-state",
+        env = "ETCD_INITIAL_CLUSTER_STATE",
+        default_value = "new"
+    )]
     pub initial_cluster_state: String,
     /// Initial cluster token for the cluster during bootstrap.
-    #[arg(long = "initial-cluster-token", env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long = "initial-cluster-token",
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
-    #[arg(long = "quota-backend-bytes", env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    #[arg(
+        long = "quota-backend-bytes",
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0
+    )]
     pub quota_backend_bytes: i64,
     /// Maximum client request size in bytes the server will accept.
-    #[arg(long = "max-request-bytes", env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    #[arg(
+        long = "max-request-bytes",
+        env = "ETCD_MAX_REQUEST_BYTES",
+        default_value_t = 1_572_864
+    )]
     pub max_request_bytes: u32,
     /// Maximum number of operations permitted in a transaction.
     #[arg(long = "max-txn-ops", env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u32,
     /// Interpret 'auto-compaction-retention' one of: periodic|revision.
-    #[arg(long = "auto-compaction-mode", env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    #[arg(
+        long = "auto-compaction-mode",
+        env = "ETCD_AUTO_COMPACTION_MODE",
+        default_value = "periodic"
+    )]
     pub auto_compaction_mode: String,
     /// Auto compaction retention (periodic: hours or a duration like 5m; revision: a count). 0 = off.
-    #[arg(long = "auto-compaction-retention", env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    #[arg(
+        long = "auto-compaction-retention",
+        env = "ETCD_AUTO_COMPACTION_RETENTION",
+        default_value = "0"
+    )]
     pub auto_compaction_retention: String,
     /// Time (in milliseconds) of a heartbeat interval.
-    #[arg(long = "heartbeat-interval", env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    #[arg(
+        long = "heartbeat-interval",
+        env = "ETCD_HEARTBEAT_INTERVAL",
+        default_value_t = 100
+    )]
     pub heartbeat_interval: u64,
     /// Time (in milliseconds) for an election to timeout.
-    #[arg(long = "election-timeout", env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    #[arg(
+        long = "election-timeout",
+        env = "ETCD_ELECTION_TIMEOUT",
+        default_value_t = 1000
+    )]
     pub election_timeout: u64,
     /// Number of committed transactions to trigger a snapshot to disk.
-    #[arg(long = "snapshot-count", env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    #[arg(
+        long = "snapshot-count",
+        env = "ETCD_SNAPSHOT_COUNT",
+        default_value_t = 100_000
+    )]
     pub snapshot_count: u64,
     /// Path to the client server TLS cert file.
     #[arg(long = "cert-file", env = "ETCD_CERT_FILE")]
@@ -95,7 +151,11 @@ pub struct Config {
     #[arg(long = "peer-client-cert-auth", env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub peer_client_cert_auth: bool,
     /// List of additional URLs to listen on that respond to /metrics and /health.
-    #[arg(long = "listen-metrics-urls", env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    #[arg(
+        long = "listen-metrics-urls",
+        env = "ETCD_LISTEN_METRICS_URLS",
+        default_value = ""
+    )]
     pub listen_metrics_urls: String,
     /// Log level: debug, info, warn, error.
     #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
@@ -104,7 +164,11 @@ pub struct Config {
     #[arg(long = "logger", env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
     /// Log outputs (accepted for compatibility; Shale logs to stderr).
-    #[arg(long = "log-outputs", env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    #[arg(
+        long = "log-outputs",
+        env = "ETCD_LOG_OUTPUTS",
+        default_value = "default"
+    )]
     pub log_outputs: String,
     /// Duration of periodic watch progress notifications.
     #[arg(
@@ -131,29 +195,57 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("URL {s:?} has no scheme (want http://host:port)"))?;
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("URL {s:?} has no scheme (want http://host:port)"))?;
         if scheme != "http" && scheme != "https" && scheme != "unix" && scheme != "unixs" {
-            return Err(format!("URL scheme must be http, https, unix, or unixs: {s}"));
+            return Err(format!(
+                "URL scheme must be http, https, unix, or unixs: {s}"
+            ));
         }
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("URL {s:?} has no port"))?;
-        let port: u16 = port.parse().map_err(|_| format!("URL {s:?} has an invalid port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        Ok(Url { scheme: scheme.to_string(), host, port })
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("URL {s:?} has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("URL {s:?} has an invalid port"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(Url {
+            scheme: scheme.to_string(),
+            host,
+            port,
+        })
     }
 
     /// Socket address to bind: `localhost` binds the loopback address.
     pub fn bind_addr(&self) -> Result<SocketAddr, String> {
-        let host = if self.host == "localhost" { "127.0.0.1" } else { &self.host };
+        let host = if self.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            &self.host
+        };
         format!("{host}:{}", self.port)
             .parse()
             .or_else(|_| format!("[{host}]:{}", self.port).parse())
-            .map_err(|_| format!("cannot listen on {}:{} (use an IP address)", self.host, self.port))
+            .map_err(|_| {
+                format!(
+                    "cannot listen on {}:{} (use an IP address)",
+                    self.host, self.port
+                )
+            })
     }
 }
 
 pub fn parse_urls(s: &str) -> Result<Vec<Url>, String> {
-    s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(Url::parse).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(Url::parse)
+        .collect()
 }
 
 /// Auto-compaction settings derived from the flags.
@@ -205,7 +297,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl Config {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.shale", self.name)))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.shale", self.name)))
     }
 
     pub fn quota_bytes(&self) -> u64 {
@@ -221,14 +315,27 @@ impl Config {
         match self.auto_compaction_mode.as_str() {
             "periodic" => {
                 if let Ok(hours) = r.parse::<u64>() {
-                    return Ok(if hours == 0 { AutoCompaction::Off } else { AutoCompaction::Periodic(Duration::from_secs(hours * 3600)) });
+                    return Ok(if hours == 0 {
+                        AutoCompaction::Off
+                    } else {
+                        AutoCompaction::Periodic(Duration::from_secs(hours * 3600))
+                    });
                 }
-                let d = parse_duration(r).map_err(|e| format!("invalid --auto-compaction-retention: {e}"))?;
-                Ok(if d.is_zero() { AutoCompaction::Off } else { AutoCompaction::Periodic(d) })
+                let d = parse_duration(r)
+                    .map_err(|e| format!("invalid --auto-compaction-retention: {e}"))?;
+                Ok(if d.is_zero() {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Periodic(d)
+                })
             }
             "revision" => {
                 let n: i64 = r.parse().map_err(|_| format!("invalid --auto-compaction-retention {r:?} for revision mode (want an integer)"))?;
-                Ok(if n <= 0 { AutoCompaction::Off } else { AutoCompaction::Revision(n) })
+                Ok(if n <= 0 {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Revision(n)
+                })
             }
             m => Err(format!("unknown auto-compaction-mode {m:?}")),
         }
@@ -242,8 +349,15 @@ impl Config {
     /// The members of `--initial-cluster` as (name, peer URL).
     pub fn initial_members(&self) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
-        for part in self.initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (n, u) = part.split_once('=').ok_or_else(|| format!("--initial-cluster entry {part:?} is not name=url"))?;
+        for part in self
+            .initial_cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (n, u) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--initial-cluster entry {part:?} is not name=url"))?;
             Url::parse(u)?;
             out.push((n.to_string(), u.to_string()));
         }
@@ -256,7 +370,10 @@ impl Config {
             ("--listen-client-urls", &self.listen_client_urls),
             ("--advertise-client-urls", &self.advertise_client_urls),
             ("--listen-peer-urls", &self.listen_peer_urls),
-            ("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls),
+            (
+                "--initial-advertise-peer-urls",
+                &self.initial_advertise_peer_urls,
+            ),
             ("--listen-metrics-urls", &self.listen_metrics_urls),
         ] {
             let urls = parse_urls(v).map_err(|e| format!("invalid {flag}: {e}"))?;
@@ -269,19 +386,34 @@ impl Config {
                 }
             }
         }
-        if self.cert_file.is_some() || self.key_file.is_some() || self.trusted_ca_file.is_some() || self.client_cert_auth {
+        if self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.trusted_ca_file.is_some()
+            || self.client_cert_auth
+        {
             return Err("client TLS (--cert-file/--key-file/--trusted-ca-file/--client-cert-auth) is not supported yet by Shale".into());
         }
-        if self.peer_cert_file.is_some() || self.peer_key_file.is_some() || self.peer_trusted_ca_file.is_some() || self.peer_client_cert_auth {
+        if self.peer_cert_file.is_some()
+            || self.peer_key_file.is_some()
+            || self.peer_trusted_ca_file.is_some()
+            || self.peer_client_cert_auth
+        {
             return Err("peer TLS (--peer-*) is not supported yet by Shale".into());
         }
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
-            return Err(format!("invalid value {:?} for --initial-cluster-state (want 'new' or 'existing')", self.initial_cluster_state));
+            return Err(format!(
+                "invalid value {:?} for --initial-cluster-state (want 'new' or 'existing')",
+                self.initial_cluster_state
+            ));
         }
         let members = self.initial_members()?;
-        let mine: Vec<&(String, String)> = members.iter().filter(|(n, _)| n == &self.name).collect();
+        let mine: Vec<&(String, String)> =
+            members.iter().filter(|(n, _)| n == &self.name).collect();
         if mine.is_empty() {
-            return Err(format!("couldn't find local name {:?} in the initial cluster configuration", self.name));
+            return Err(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                self.name
+            ));
         }
         if members.len() > 1 {
             return Err(format!(
@@ -295,12 +427,18 @@ impl Config {
         if self.max_txn_ops == 0 {
             return Err("--max-txn-ops must be > 0".into());
         }
-        if !matches!(self.log_level.as_str(), "debug" | "info" | "warn" | "error" | "panic" | "fatal") {
+        if !matches!(
+            self.log_level.as_str(),
+            "debug" | "info" | "warn" | "error" | "panic" | "fatal"
+        ) {
             return Err(format!("unknown log level {:?}", self.log_level));
         }
         let v: Vec<&str> = self.emulated_etcd_version.split('.').collect();
         if v.len() != 3 || v.iter().any(|p| p.parse::<u32>().is_err()) {
-            return Err(format!("--emulated-etcd-version {:?} is not a version like 3.5.17", self.emulated_etcd_version));
+            return Err(format!(
+                "--emulated-etcd-version {:?} is not a version like 3.5.17",
+                self.emulated_etcd_version
+            ));
         }
         self.auto_compaction()?;
         self.progress_notify_interval()?;
@@ -324,25 +462,55 @@ mod tests {
         c.validate().expect("valid");
         assert_eq!(c.data_dir(), PathBuf::from("default.shale"));
         assert_eq!(c.quota_bytes(), 2 << 30);
-        assert_eq!(parse_urls(&c.listen_client_urls).expect("urls")[0].bind_addr().expect("addr").to_string(), "127.0.0.1:2379");
+        assert_eq!(
+            parse_urls(&c.listen_client_urls).expect("urls")[0]
+                .bind_addr()
+                .expect("addr")
+                .to_string(),
+            "127.0.0.1:2379"
+        );
         assert_eq!(c.auto_compaction(), Ok(AutoCompaction::Off));
     }
 
     #[test]
     fn bad_flags_are_refused_with_a_reason() {
-        assert!(cfg(&["--name", "n1"]).validate().unwrap_err().contains("couldn't find local name"));
+        assert!(cfg(&["--name", "n1"])
+            .validate()
+            .unwrap_err()
+            .contains("couldn't find local name"));
         assert!(cfg(&["--initial-cluster-state", "x"]).validate().is_err());
-        assert!(cfg(&["--listen-client-urls", "127.0.0.1:2379"]).validate().is_err());
-        assert!(cfg(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"]).validate().is_err());
+        assert!(cfg(&["--listen-client-urls", "127.0.0.1:2379"])
+            .validate()
+            .is_err());
+        assert!(cfg(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "1h"
+        ])
+        .validate()
+        .is_err());
         assert_eq!(
-            cfg(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"]).auto_compaction(),
+            cfg(&[
+                "--auto-compaction-mode",
+                "revision",
+                "--auto-compaction-retention",
+                "1000"
+            ])
+            .auto_compaction(),
             Ok(AutoCompaction::Revision(1000))
         );
         assert_eq!(
             cfg(&["--auto-compaction-retention", "5m"]).auto_compaction(),
             Ok(AutoCompaction::Periodic(Duration::from_secs(300)))
         );
-        assert_eq!(parse_duration("1h30m").expect("d"), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").expect("d"), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("1h30m").expect("d"),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("250ms").expect("d"),
+            Duration::from_millis(250)
+        );
     }
 }

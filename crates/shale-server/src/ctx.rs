@@ -11,7 +11,7 @@ use shale_api::shalepb::{internal_request::Request, internal_response::Response,
 use shale_machine::response_result;
 use shale_mvcc::MvccStore;
 use shale_raft::RaftNode;
-use tonic::{Status, metadata::MetadataMap};
+use tonic::{metadata::MetadataMap, Status};
 
 use crate::metrics::Metrics;
 
@@ -96,7 +96,11 @@ impl Ctx {
 
     /// A response header for the current state.
     pub fn header(&self, rev: i64) -> ResponseHeader {
-        let rev = if rev == 0 { self.store().current_revision() } else { rev };
+        let rev = if rev == 0 {
+            self.store().current_revision()
+        } else {
+            rev
+        };
         ResponseHeader {
             cluster_id: self.id.cluster_id,
             member_id: self.id.member_id,
@@ -159,16 +163,24 @@ impl Ctx {
         if prost::Message::encoded_len(&msg) > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge.into());
         }
-        self.metrics.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .proposals_pending
+            .fetch_add(1, Ordering::Relaxed);
         let r = self.node.propose(msg).await;
-        self.metrics.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .proposals_pending
+            .fetch_sub(1, Ordering::Relaxed);
         match r {
             Ok(resp) => {
-                self.metrics.proposals_applied.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .proposals_applied
+                    .fetch_add(1, Ordering::Relaxed);
                 response_result(resp).map_err(Status::from)
             }
             Err(e) => {
-                self.metrics.proposals_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .proposals_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
             }
         }

@@ -47,7 +47,10 @@ async fn health_reason(ctx: &Ctx) -> Option<String> {
 async fn health(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
     match health_reason(&ctx).await {
         None => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
-        Some(r) => json(StatusCode::SERVICE_UNAVAILABLE, format!(r#"{{"health":"false","reason":"{r}"}}"#)),
+        Some(r) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"health":"false","reason":"{r}"}}"#),
+        ),
     }
 }
 
@@ -58,16 +61,24 @@ async fn livez() -> impl IntoResponse {
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
     match health_reason(&ctx).await {
         None => (StatusCode::OK, "ok".to_string()),
-        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("[-]{r}\nreadyz check failed")),
+        Some(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("[-]{r}\nreadyz check failed"),
+        ),
     }
 }
 
 async fn version(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
     let v = &ctx.id.version;
-    let cluster = v.rsplit_once('.').map_or(v.clone(), |(mm, _)| format!("{mm}.0"));
+    let cluster = v
+        .rsplit_once('.')
+        .map_or(v.clone(), |(mm, _)| format!("{mm}.0"));
     json(
         StatusCode::OK,
-        format!(r#"{{"etcdserver":"{v}","etcdcluster":"{cluster}","shale":"{}"}}"#, env!("CARGO_PKG_VERSION")),
+        format!(
+            r#"{{"etcdserver":"{v}","etcdcluster":"{cluster}","shale":"{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        ),
     )
 }
 
@@ -90,5 +101,9 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
         quota: ctx.limits.quota_bytes,
         version: ctx.id.version.clone(),
     };
-    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], ctx.metrics.render(&g))
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        ctx.metrics.render(&g),
+    )
 }

@@ -9,9 +9,16 @@ fn init_logging(level: &str) {
         "panic" | "fatal" => "error",
         l => l,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -85,7 +92,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 fn main() {
     let cfg = Config::parse();
     init_logging(&cfg.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shale: cannot start the runtime: {e}");

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shale_api::etcdserverpb::{
-    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use shale_api::validate::limits::GRPC_OVERHEAD;
 use shale_machine::MachineConfig;
@@ -48,11 +48,17 @@ fn identity(cfg: &Config, member_dir: &Path) -> anyhow::Result<(u64, u64)> {
     if let Ok(s) = std::fs::read_to_string(&path) {
         let f: Vec<&str> = s.split_whitespace().collect();
         let (Some(m), Some(c), Some(tok)) = (f.first(), f.get(1), f.get(2)) else {
-            anyhow::bail!("{} is damaged; restore this member's data dir or start from an empty one", path.display());
+            anyhow::bail!(
+                "{} is damaged; restore this member's data dir or start from an empty one",
+                path.display()
+            );
         };
         let m = u64::from_str_radix(m, 16)?;
         let c = u64::from_str_radix(c, 16)?;
-        if *tok != cfg.initial_cluster_token && cfg.initial_cluster_state == "new" && std::env::var_os("SHALE_IGNORE_TOKEN").is_none() {
+        if *tok != cfg.initial_cluster_token
+            && cfg.initial_cluster_state == "new"
+            && std::env::var_os("SHALE_IGNORE_TOKEN").is_none()
+        {
             tracing::warn!(stored = tok, flag = %cfg.initial_cluster_token, "--initial-cluster-token differs from the data dir's; using the data dir's (like etcd, initial-* flags are ignored on restart)");
         }
         return Ok((m, c));
@@ -80,7 +86,8 @@ impl Member {
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
         let probe = data_dir.join(".write-test");
-        std::fs::write(&probe, b"ok").map_err(|e| anyhow::anyhow!("data dir {} is not writable: {e}", data_dir.display()))?;
+        std::fs::write(&probe, b"ok")
+            .map_err(|e| anyhow::anyhow!("data dir {} is not writable: {e}", data_dir.display()))?;
         let _ = std::fs::remove_file(&probe);
         let member_dir = data_dir.join("member");
         let (member_id, cluster_id) = identity(cfg, &member_dir)?;
@@ -94,13 +101,23 @@ impl Member {
             catch_up_entries: 5000,
             state_cache_bytes: 512 << 20,
             request_timeout: Duration::from_millis(5000 + 2 * cfg.election_timeout),
-            machine: MachineConfig { min_lease_ttl: ((3 * cfg.election_timeout).div_ceil(2)).div_ceil(1000) as i64 },
+            machine: MachineConfig {
+                min_lease_ttl: ((3 * cfg.election_timeout).div_ceil(2)).div_ceil(1000) as i64,
+            },
         };
         let node = RaftNode::start(node_cfg).await?;
-        if !node.wait_leader(Duration::from_millis(10 * cfg.election_timeout + 5000)).await {
+        if !node
+            .wait_leader(Duration::from_millis(10 * cfg.election_timeout + 5000))
+            .await
+        {
             tracing::warn!("no leader elected yet; requests will wait");
         }
-        let split = |s: &str| s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+        let split = |s: &str| {
+            s.split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect()
+        };
         let id = Identity {
             name: cfg.name.clone(),
             member_id,
@@ -134,16 +151,39 @@ impl Member {
 }
 
 /// Serves the client API (gRPC + HTTP) on `listener` until `shutdown` completes.
-pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let max_recv = ctx.limits.max_request_bytes + GRPC_OVERHEAD as usize;
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let max_recv = ctx.limits.max_request_bytes + GRPC_OVERHEAD;
     let mut routes = tonic::service::Routes::from(crate::http::router(ctx.clone()));
     routes = routes
-        .add_service(KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(WatchServer::new(WatchService { ctx: ctx.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(LeaseServer::new(LeaseService { ctx: ctx.clone() }).max_decoding_message_size(max_recv))
-        .add_service(MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(max_recv))
-        .add_service(AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_recv));
+        .add_service(
+            KvServer::new(KvService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_recv)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(WatchService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_recv)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService { ctx: ctx.clone() }).max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_recv)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_recv),
+        );
     tonic::transport::Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
@@ -155,7 +195,13 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener, shutdown: impl Future<O
 }
 
 /// Serves only the HTTP endpoints (`--listen-metrics-urls`).
-pub async fn serve_metrics(ctx: Arc<Ctx>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    axum::serve(listener, crate::http::router(ctx)).with_graceful_shutdown(shutdown).await?;
+pub async fn serve_metrics(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, crate::http::router(ctx))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -30,14 +30,20 @@ fn unexpected() -> Status {
 /// bcrypt hash (`$2a$`, like Go's) of a password, base64-encoded as etcd puts it in
 /// `hashedPassword`. Runs off the async runtime: it costs tens of milliseconds.
 async fn hash_password(password: String) -> Result<String, Status> {
-    let h = tokio::task::spawn_blocking(move || bcrypt::non_truncating_hash_with_result(password, BCRYPT_COST))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| match e {
-            bcrypt::BcryptError::Truncation(_) => Status::unknown("bcrypt: password length exceeds 72 bytes"),
-            e => Status::internal(e.to_string()),
-        })?;
-    Ok(encode_base64(h.format_for_version(bcrypt::Version::TwoA).as_bytes()))
+    let h = tokio::task::spawn_blocking(move || {
+        bcrypt::non_truncating_hash_with_result(password, BCRYPT_COST)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| match e {
+        bcrypt::BcryptError::Truncation(_) => {
+            Status::unknown("bcrypt: password length exceeds 72 bytes")
+        }
+        e => Status::internal(e.to_string()),
+    })?;
+    Ok(encode_base64(
+        h.format_for_version(bcrypt::Version::TwoA).as_bytes(),
+    ))
 }
 
 /// Generates the proposal for one auth change: check the caller, propose, unwrap the answer.
@@ -67,17 +73,24 @@ impl AuthService {
     async fn read_check<T>(&self, req: &Request<T>, need: Need<'_>) -> Result<(), Status> {
         self.ctx.check_has_leader(req.metadata())?;
         self.ctx.barrier().await?;
-        self.ctx.authorize(&Caller::from_metadata(req.metadata()), need)
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), need)
     }
 }
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_enable(&self, req: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
+    async fn auth_enable(
+        &self,
+        req: Request<AuthEnableRequest>,
+    ) -> Result<Response<AuthEnableResponse>, Status> {
         change!(self, req, admin, AuthEnable, AuthEnable)
     }
 
-    async fn auth_disable(&self, req: Request<AuthDisableRequest>) -> Result<Response<AuthDisableResponse>, Status> {
+    async fn auth_disable(
+        &self,
+        req: Request<AuthDisableRequest>,
+    ) -> Result<Response<AuthDisableResponse>, Status> {
         let resp = change!(self, req, admin, AuthDisable, AuthDisable);
         if resp.is_ok() {
             self.ctx.tokens.clear();
@@ -85,15 +98,25 @@ impl Auth for AuthService {
         resp
     }
 
-    async fn auth_status(&self, req: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+    async fn auth_status(
+        &self,
+        req: Request<AuthStatusRequest>,
+    ) -> Result<Response<AuthStatusResponse>, Status> {
         self.read_check(&req, Need::Admin).await?;
         let auth = self.ctx.node.machine().auth();
         let (enabled, auth_revision) = (auth.is_enabled(), auth.revision());
         drop(auth);
-        Ok(Response::new(AuthStatusResponse { header: Some(self.ctx.header(0)), enabled, auth_revision }))
+        Ok(Response::new(AuthStatusResponse {
+            header: Some(self.ctx.header(0)),
+            enabled,
+            auth_revision,
+        }))
     }
 
-    async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        req: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
         ctx.barrier().await?;
@@ -109,14 +132,21 @@ impl Auth for AuthService {
                     return Err(EtcdError::AuthFailed.into());
                 };
                 if u.options.is_some_and(|o| o.no_password) {
-                    return Err(Status::unknown("auth: authentication failed, password was given for no password user"));
+                    return Err(Status::unknown(
+                        "auth: authentication failed, password was given for no password user",
+                    ));
                 }
-                (String::from_utf8_lossy(&u.password).into_owned(), auth.revision())
+                (
+                    String::from_utf8_lossy(&u.password).into_owned(),
+                    auth.revision(),
+                )
             };
             let password = r.password.clone();
-            let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
+            let ok = tokio::task::spawn_blocking(move || {
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
             if !ok {
                 tracing::info!(user = %r.name, "invalid password");
                 return Err(EtcdError::AuthFailed.into());
@@ -126,11 +156,17 @@ impl Auth for AuthService {
                 continue;
             }
             let token = ctx.tokens.issue(&r.name, checked);
-            return Ok(Response::new(AuthenticateResponse { header: Some(ctx.header(0)), token }));
+            return Ok(Response::new(AuthenticateResponse {
+                header: Some(ctx.header(0)),
+                token,
+            }));
         }
     }
 
-    async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
+    async fn user_add(
+        &self,
+        req: Request<AuthUserAddRequest>,
+    ) -> Result<Response<AuthUserAddResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
         let caller = Caller::from_metadata(req.metadata());
@@ -149,22 +185,40 @@ impl Auth for AuthService {
         }
     }
 
-    async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
+    async fn user_get(
+        &self,
+        req: Request<AuthUserGetRequest>,
+    ) -> Result<Response<AuthUserGetResponse>, Status> {
         let name = req.get_ref().name.clone();
         self.read_check(&req, Need::UserGet(&name)).await?;
         let auth = self.ctx.node.machine().auth();
-        let roles = auth.user(&name).map(|u| u.roles.clone()).ok_or(EtcdError::UserNotFound)?;
+        let roles = auth
+            .user(&name)
+            .map(|u| u.roles.clone())
+            .ok_or(EtcdError::UserNotFound)?;
         drop(auth);
-        Ok(Response::new(AuthUserGetResponse { header: Some(self.ctx.header(0)), roles }))
+        Ok(Response::new(AuthUserGetResponse {
+            header: Some(self.ctx.header(0)),
+            roles,
+        }))
     }
 
-    async fn user_list(&self, req: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
+    async fn user_list(
+        &self,
+        req: Request<AuthUserListRequest>,
+    ) -> Result<Response<AuthUserListResponse>, Status> {
         self.read_check(&req, Need::Admin).await?;
         let users = self.ctx.node.machine().auth().user_names();
-        Ok(Response::new(AuthUserListResponse { header: Some(self.ctx.header(0)), users }))
+        Ok(Response::new(AuthUserListResponse {
+            header: Some(self.ctx.header(0)),
+            users,
+        }))
     }
 
-    async fn user_delete(&self, req: Request<AuthUserDeleteRequest>) -> Result<Response<AuthUserDeleteResponse>, Status> {
+    async fn user_delete(
+        &self,
+        req: Request<AuthUserDeleteRequest>,
+    ) -> Result<Response<AuthUserDeleteResponse>, Status> {
         change!(self, req, admin, AuthUserDelete, AuthUserDelete)
     }
 
@@ -189,34 +243,61 @@ impl Auth for AuthService {
         }
     }
 
-    async fn user_grant_role(&self, req: Request<AuthUserGrantRoleRequest>) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+    async fn user_grant_role(
+        &self,
+        req: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
         change!(self, req, admin, AuthUserGrantRole, AuthUserGrantRole)
     }
 
-    async fn user_revoke_role(&self, req: Request<AuthUserRevokeRoleRequest>) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+    async fn user_revoke_role(
+        &self,
+        req: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
         change!(self, req, admin, AuthUserRevokeRole, AuthUserRevokeRole)
     }
 
-    async fn role_add(&self, req: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
+    async fn role_add(
+        &self,
+        req: Request<AuthRoleAddRequest>,
+    ) -> Result<Response<AuthRoleAddResponse>, Status> {
         change!(self, req, admin, AuthRoleAdd, AuthRoleAdd)
     }
 
-    async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
+    async fn role_get(
+        &self,
+        req: Request<AuthRoleGetRequest>,
+    ) -> Result<Response<AuthRoleGetResponse>, Status> {
         let role = req.get_ref().role.clone();
         self.read_check(&req, Need::RoleGet(&role)).await?;
         let auth = self.ctx.node.machine().auth();
-        let perm = auth.role(&role).map(|r| r.key_permission.clone()).ok_or(EtcdError::RoleNotFound)?;
+        let perm = auth
+            .role(&role)
+            .map(|r| r.key_permission.clone())
+            .ok_or(EtcdError::RoleNotFound)?;
         drop(auth);
-        Ok(Response::new(AuthRoleGetResponse { header: Some(self.ctx.header(0)), perm }))
+        Ok(Response::new(AuthRoleGetResponse {
+            header: Some(self.ctx.header(0)),
+            perm,
+        }))
     }
 
-    async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
+    async fn role_list(
+        &self,
+        req: Request<AuthRoleListRequest>,
+    ) -> Result<Response<AuthRoleListResponse>, Status> {
         self.read_check(&req, Need::Admin).await?;
         let roles = self.ctx.node.machine().auth().role_names();
-        Ok(Response::new(AuthRoleListResponse { header: Some(self.ctx.header(0)), roles }))
+        Ok(Response::new(AuthRoleListResponse {
+            header: Some(self.ctx.header(0)),
+            roles,
+        }))
     }
 
-    async fn role_delete(&self, req: Request<AuthRoleDeleteRequest>) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+    async fn role_delete(
+        &self,
+        req: Request<AuthRoleDeleteRequest>,
+    ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
         change!(self, req, admin, AuthRoleDelete, AuthRoleDelete)
     }
 
@@ -224,13 +305,25 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        change!(self, req, admin, AuthRoleGrantPermission, AuthRoleGrantPermission)
+        change!(
+            self,
+            req,
+            admin,
+            AuthRoleGrantPermission,
+            AuthRoleGrantPermission
+        )
     }
 
     async fn role_revoke_permission(
         &self,
         req: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        change!(self, req, admin, AuthRoleRevokePermission, AuthRoleRevokePermission)
+        change!(
+            self,
+            req,
+            admin,
+            AuthRoleRevokePermission,
+            AuthRoleRevokePermission
+        )
     }
 }

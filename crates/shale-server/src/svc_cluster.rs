@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use shale_api::etcdserverpb::cluster_server::Cluster;
 use shale_api::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Need};
 use crate::ctx::Ctx;
 
 pub struct ClusterService {
@@ -37,31 +39,56 @@ fn unsupported() -> Status {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, _req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         Err(unsupported())
     }
 
-    async fn member_remove(&self, _req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         Err(unsupported())
     }
 
-    async fn member_update(&self, _req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        req: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         Err(unsupported())
     }
 
-    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         if req.into_inner().linearizable {
             ctx.barrier().await?;
         }
-        Ok(Response::new(MemberListResponse { header: Some(ctx.header(0)), members: self.members() }))
+        ctx.authorize(&caller, Need::AnyUser)?;
+        Ok(Response::new(MemberListResponse {
+            header: Some(ctx.header(0)),
+            members: self.members(),
+        }))
     }
 
     async fn member_promote(
         &self,
-        _req: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         Err(unsupported())
     }
 }

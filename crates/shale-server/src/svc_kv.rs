@@ -11,14 +11,16 @@ use bytes::Bytes;
 use futures::Stream;
 use shale_api::etcdserverpb::kv_server::Kv;
 use shale_api::etcdserverpb::{
-    request_op, range_request, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+    range_request, request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RangeStreamResponse,
+    TxnRequest, TxnResponse,
 };
 use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Response as Ans};
 use shale_api::validate;
 use shale_mvcc::kv;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Need};
 use crate::ctx::{status_of, Ctx};
 
 pub struct KvService {
@@ -30,11 +32,14 @@ fn unexpected() -> Status {
 }
 
 fn txn_serializable(t: &TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(r)) => r.serializable,
-        Some(request_op::Request::RequestTxn(n)) => txn_serializable(n),
-        _ => true,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(r)) => r.serializable,
+            Some(request_op::Request::RequestTxn(n)) => txn_serializable(n),
+            _ => true,
+        })
 }
 
 /// Keys per RangeStream chunk.
@@ -45,13 +50,15 @@ impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
             ctx.barrier().await?;
         }
+        ctx.authorize(&caller, Need::Read(&r.key, &r.range_end))?;
         let store = ctx.store().clone();
-        let mut resp = if r.limit == 0 && r.range_end.len() > 0 {
+        let mut resp = if r.limit == 0 && !r.range_end.is_empty() {
             // Potentially large: keep the runtime responsive.
             tokio::task::spawn_blocking(move || kv::range(&*store, &r))
                 .await
@@ -60,7 +67,9 @@ impl Kv for KvService {
         } else {
             kv::range(&*store, &r).map_err(status_of)?
         };
-        ctx.metrics.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics
+            .ranges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -68,8 +77,10 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let r = req.into_inner();
         validate::check_put(&r)?;
+        ctx.authorize(&caller, Need::Put(&r))?;
         ctx.check_quota(r.key.len() + r.value.len()).await?;
         match ctx.propose(Cmd::Put(r)).await? {
             Ans::Put(mut p) => {
@@ -80,11 +91,16 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let r = req.into_inner();
         validate::check_delete_range(&r)?;
+        ctx.authorize(&caller, Need::DeleteRange(&r))?;
         match ctx.propose(Cmd::DeleteRange(r)).await? {
             Ans::DeleteRange(mut d) => {
                 ctx.fill(&mut d.header);
@@ -97,16 +113,19 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let r = req.into_inner();
         validate::check_txn(&r, ctx.limits.max_txn_ops)?;
         if kv::is_txn_readonly(&r) {
             if !txn_serializable(&r) {
                 ctx.barrier().await?;
             }
+            ctx.authorize(&caller, Need::Txn(&r))?;
             let mut resp = kv::read_txn(ctx.store(), &r).map_err(status_of)?;
             ctx.fill(&mut resp.header);
             return Ok(Response::new(resp));
         }
+        ctx.authorize(&caller, Need::Txn(&r))?;
         ctx.check_quota(prost::Message::encoded_len(&r)).await?;
         match ctx.propose(Cmd::Txn(r)).await? {
             Ans::Txn(mut t) => {
@@ -117,9 +136,13 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         let r = req.into_inner();
         let physical = r.physical;
         match ctx.propose(Cmd::Compaction(r)).await? {
@@ -137,16 +160,22 @@ impl Kv for KvService {
         }
     }
 
-    type RangeStreamStream = Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send + 'static>>;
+    type RangeStreamStream =
+        Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send + 'static>>;
 
-    async fn range_stream(&self, req: Request<RangeRequest>) -> Result<Response<Self::RangeStreamStream>, Status> {
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let mut r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
             ctx.barrier().await?;
         }
+        ctx.authorize(&caller, Need::Read(&r.key, &r.range_end))?;
         // Pin the revision so every chunk reads the same snapshot.
         let current = ctx.store().current_revision();
         if r.revision <= 0 {
@@ -166,7 +195,9 @@ impl Kv for KvService {
                 let _ = tx.send(Err(s)).await;
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -176,14 +207,19 @@ async fn stream_chunks(
     plain: bool,
     tx: &tokio::sync::mpsc::Sender<Result<RangeStreamResponse, Status>>,
 ) -> Result<(), Status> {
-    let wrap = |resp: RangeResponse| RangeStreamResponse { range_response: Some(resp) };
+    let wrap = |resp: RangeResponse| RangeStreamResponse {
+        range_response: Some(resp),
+    };
     if !plain {
         let mut resp = kv::range(&**ctx.store(), &r).map_err(status_of)?;
         ctx.fill(&mut resp.header);
         let mut kvs = std::mem::take(&mut resp.kvs);
         while kvs.len() > STREAM_CHUNK as usize {
             let rest = kvs.split_off(STREAM_CHUNK as usize);
-            let chunk = RangeResponse { kvs, ..Default::default() };
+            let chunk = RangeResponse {
+                kvs,
+                ..Default::default()
+            };
             if tx.send(Ok(wrap(chunk))).await.is_err() {
                 return Ok(());
             }
@@ -196,8 +232,16 @@ async fn stream_chunks(
     let mut sent: i64 = 0;
     let mut key = r.key.clone();
     loop {
-        let want = if r.limit > 0 { (r.limit - sent).min(STREAM_CHUNK) } else { STREAM_CHUNK };
-        let page = RangeRequest { key: key.clone(), limit: want, ..r.clone() };
+        let want = if r.limit > 0 {
+            (r.limit - sent).min(STREAM_CHUNK)
+        } else {
+            STREAM_CHUNK
+        };
+        let page = RangeRequest {
+            key: key.clone(),
+            limit: want,
+            ..r.clone()
+        };
         let store = ctx.store().clone();
         let mut resp = tokio::task::spawn_blocking(move || kv::range(&*store, &page))
             .await
@@ -206,7 +250,14 @@ async fn stream_chunks(
         sent += resp.kvs.len() as i64;
         let done = !resp.more || (r.limit > 0 && sent >= r.limit);
         if done {
-            let total = kv::range(&**ctx.store(), &RangeRequest { count_only: true, ..r.clone() }).map_err(status_of)?;
+            let total = kv::range(
+                &**ctx.store(),
+                &RangeRequest {
+                    count_only: true,
+                    ..r.clone()
+                },
+            )
+            .map_err(status_of)?;
             resp.count = total.count;
             resp.more = r.limit > 0 && total.count > sent;
             ctx.fill(&mut resp.header);
@@ -218,10 +269,12 @@ async fn stream_chunks(
             next.push(0);
             key = Bytes::from(next);
         }
-        let chunk = RangeResponse { kvs: resp.kvs, ..Default::default() };
+        let chunk = RangeResponse {
+            kvs: resp.kvs,
+            ..Default::default()
+        };
         if tx.send(Ok(wrap(chunk))).await.is_err() {
             return Ok(());
         }
     }
 }
-

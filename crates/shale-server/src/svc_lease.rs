@@ -9,14 +9,15 @@ use futures::{Stream, StreamExt};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::lease_server::Lease;
 use shale_api::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Response as Ans};
 use shale_api::validate;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Caller, Need};
 use crate::ctx::Ctx;
 
 pub struct LeaseService {
@@ -29,18 +30,31 @@ fn unexpected() -> Status {
 
 impl LeaseService {
     fn keep_alive_once(ctx: &Ctx, id: i64) -> LeaseKeepAliveResponse {
-        let ttl = ctx.node.machine().with_lessor(|l| l.renew(id, Instant::now())).unwrap_or(0);
-        LeaseKeepAliveResponse { header: Some(ctx.header(0)), id, ttl }
+        let ttl = ctx
+            .node
+            .machine()
+            .with_lessor(|l| l.renew(id, Instant::now()))
+            .unwrap_or(0);
+        LeaseKeepAliveResponse {
+            header: Some(ctx.header(0)),
+            id,
+            ttl,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let mut r = req.into_inner();
         validate::check_lease_grant(&r)?;
+        ctx.authorize(&caller, Need::AnyUser)?;
         ctx.check_quota(0).await?;
         if r.id == 0 {
             // Decided here, before proposing, so apply stays deterministic.
@@ -61,10 +75,16 @@ impl Lease for LeaseService {
         }
     }
 
-    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        match ctx.propose(Cmd::LeaseRevoke(req.into_inner())).await? {
+        let caller = Caller::from_metadata(req.metadata());
+        let r = req.into_inner();
+        ctx.authorize(&caller, Need::LeaseWrite(r.id))?;
+        match ctx.propose(Cmd::LeaseRevoke(r)).await? {
             Ans::LeaseRevoke(mut g) => {
                 ctx.fill(&mut g.header);
                 Ok(Response::new(g))
@@ -73,7 +93,8 @@ impl Lease for LeaseService {
         }
     }
 
-    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
 
     async fn lease_keep_alive(
         &self,
@@ -81,12 +102,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let inbound = req.into_inner();
         let out = inbound.map(move |m| match m {
             Ok(r) => {
                 if !ctx.node.status().is_leader {
                     return Err(Status::from(EtcdError::NotLeader));
                 }
+                ctx.authorize(&caller, Need::LeaseWrite(r.id))?;
                 Ok(LeaseService::keep_alive_once(&ctx, r.id))
             }
             Err(e) => Err(e),
@@ -100,26 +123,57 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        let caller = Caller::from_metadata(req.metadata());
         let r = req.into_inner();
+        ctx.authorize(
+            &caller,
+            if r.keys {
+                Need::LeaseRead(r.id)
+            } else {
+                Need::AnyUser
+            },
+        )?;
         ctx.barrier().await?;
         let resp = ctx.node.machine().with_lessor(|l| match l.get(r.id) {
-            None => LeaseTimeToLiveResponse { header: Some(ctx.header(0)), id: r.id, ttl: -1, ..Default::default() },
+            None => LeaseTimeToLiveResponse {
+                header: Some(ctx.header(0)),
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
             Some(lease) => LeaseTimeToLiveResponse {
                 header: Some(ctx.header(0)),
                 id: r.id,
                 ttl: l.remaining(r.id, Instant::now()).unwrap_or(-1),
                 granted_ttl: lease.ttl,
-                keys: if r.keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+                keys: if r.keys {
+                    lease.keys.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                },
             },
         });
         Ok(Response::new(resp))
     }
 
-    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
         ctx.barrier().await?;
-        let leases = ctx.node.machine().with_lessor(|l| l.ids()).into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: Some(ctx.header(0)), leases }))
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::AllLeasesRead)?;
+        let leases = ctx
+            .node
+            .machine()
+            .with_lessor(|l| l.ids())
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(ctx.header(0)),
+            leases,
+        }))
     }
 }

@@ -11,14 +11,16 @@ use sha2::{Digest, Sha256};
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::maintenance_server::Maintenance;
 use shale_api::etcdserverpb::{
-    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Response as Ans};
 use shale_mvcc::hash;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Need};
 use crate::ctx::{status_of, Ctx};
 
 pub struct MaintenanceService {
@@ -40,24 +42,39 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        match ctx.propose(Cmd::Alarm(req.into_inner())).await? {
+        let caller = Caller::from_metadata(req.metadata());
+        let r = req.into_inner();
+        // etcd: listing alarms needs a user, raising or clearing one needs root.
+        let get = r.action == shale_api::etcdserverpb::alarm_request::AlarmAction::Get as i32;
+        ctx.authorize(&caller, if get { Need::AnyUser } else { Need::Admin })?;
+        match ctx.propose(Cmd::Alarm(r)).await? {
             Ans::Alarm(mut a) => {
                 ctx.fill(&mut a.header);
                 Ok(Response::new(a))
             }
-            _ => Err(Status::internal("state machine answered with an unexpected response type")),
+            _ => Err(Status::internal(
+                "state machine answered with an unexpected response type",
+            )),
         }
     }
 
-    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::AnyUser)?;
         let st = ctx.node.status();
         let size = ctx.store().engine().size_bytes() as i64;
         ctx.db_size.store(size as u64, Ordering::Relaxed);
         let alarms = ctx.node.machine().has_alarm(AlarmType::Nospace);
         let errors = if alarms {
-            vec![format!("memberID:{} alarm:{} ", ctx.id.member_id, alarm_name(AlarmType::Nospace as i32))]
+            vec![format!(
+                "memberID:{} alarm:{} ",
+                ctx.id.member_id,
+                alarm_name(AlarmType::Nospace as i32)
+            )]
         } else {
             Vec::new()
         };
@@ -78,7 +95,12 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         // sled needs no stop-the-world defragmentation; flushing is the closest useful work
         // and runs off the request path.
         let store = self.ctx.store().clone();
@@ -86,19 +108,31 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(0)) }))
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.ctx.header(0)),
+        }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         let store = self.ctx.store().clone();
         let h = tokio::task::spawn_blocking(move || hash::hash_all(&store))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status_of)?;
-        Ok(Response::new(HashResponse { header: Some(self.ctx.header(0)), hash: h }))
+        Ok(Response::new(HashResponse {
+            header: Some(self.ctx.header(0)),
+            hash: h,
+        }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         let rev = req.into_inner().revision;
         let store = self.ctx.store().clone();
         let h = tokio::task::spawn_blocking(move || hash::hash_kv(&store, rev))
@@ -113,9 +147,15 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         let ctx = self.ctx.clone();
         let machine = ctx.node.machine().clone();
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
@@ -139,7 +179,10 @@ impl Maintenance for MaintenanceService {
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             let padded = len.div_ceil(512) * 512;
             let total = padded + 32;
-            let mut r = std::io::Read::chain(std::io::BufReader::new(file), std::io::repeat(0).take(padded - len));
+            let mut r = std::io::Read::chain(
+                std::io::BufReader::new(file),
+                std::io::repeat(0).take(padded - len),
+            );
             let mut sha = Sha256::new();
             let mut sent: u64 = 0;
             let mut buf = vec![0u8; SNAPSHOT_CHUNK];
@@ -175,11 +218,17 @@ impl Maintenance for MaintenanceService {
                 version,
             }));
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
-    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         let ctx = &self.ctx;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         let target = req.into_inner().target_id;
         if !ctx.node.status().is_leader {
             return Err(EtcdError::NotLeader.into());
@@ -187,10 +236,17 @@ impl Maintenance for MaintenanceService {
         if target != ctx.id.member_id {
             return Err(EtcdError::BadLeaderTransferee.into());
         }
-        Ok(Response::new(MoveLeaderResponse { header: Some(ctx.header(0)) }))
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(ctx.header(0)),
+        }))
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        self.ctx
+            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
         Err(EtcdError::ClusterVersionUnavailable.into())
     }
 }

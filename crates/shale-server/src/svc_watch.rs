@@ -18,11 +18,14 @@ use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::watch_server::Watch;
-use shale_api::etcdserverpb::{watch_create_request::FilterType, watch_request::RequestUnion, WatchRequest, WatchResponse};
+use shale_api::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, WatchRequest, WatchResponse,
+};
 use shale_mvcc::watch::{WatchSink, WatchSpec};
 use shale_mvcc::KeyRange;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{go_status_string, Caller, Need};
 use crate::ctx::{requires_leader, Ctx};
 
 /// Event responses a stream may have queued before its watchers fall back to replay.
@@ -50,7 +53,11 @@ impl WatchSink for StreamSink {
 }
 
 fn spec_of(c: shale_api::etcdserverpb::WatchCreateRequest) -> WatchSpec {
-    let key = if c.key.is_empty() { Bytes::from_static(b"\0") } else { c.key };
+    let key = if c.key.is_empty() {
+        Bytes::from_static(b"\0")
+    } else {
+        c.key
+    };
     WatchSpec {
         range: Some(KeyRange::new(key, c.range_end)),
         start_revision: c.start_revision,
@@ -68,7 +75,11 @@ fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     if prost::Message::encoded_len(&resp) <= limit || resp.events.len() <= 1 {
         return vec![resp];
     }
-    let empty = WatchResponse { header: resp.header.clone(), watch_id: resp.watch_id, ..Default::default() };
+    let empty = WatchResponse {
+        header: resp.header,
+        watch_id: resp.watch_id,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     let mut cur = empty.clone();
     let mut size = 0;
@@ -93,15 +104,23 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<WatchStream>, Status> {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
         let need_leader = requires_leader(req.metadata());
+        let caller = Caller::from_metadata(req.metadata());
         let mut inbound = req.into_inner();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let hub = ctx.node.machine().hub();
-        let sid = hub.open_stream(Arc::new(StreamSink { tx, queued: queued.clone() }));
+        let sink = Arc::new(StreamSink {
+            tx,
+            queued: queued.clone(),
+        });
+        let sid = hub.open_stream(sink.clone());
         let fragments: Arc<Mutex<HashMap<i64, bool>>> = Arc::default();
         ctx.metrics.watch_streams.fetch_add(1, Ordering::Relaxed);
 
@@ -113,10 +132,41 @@ impl Watch for WatchService {
             let hub = rctx.node.machine().hub();
             let end = loop {
                 match inbound.next().await {
-                    Some(Ok(WatchRequest { request_union: Some(u) })) => match u {
+                    Some(Ok(WatchRequest {
+                        request_union: Some(u),
+                    })) => match u {
                         RequestUnion::CreateRequest(c) => {
                             let frag = c.fragment;
-                            if let Some(id) = hub.create(sid, spec_of(c)) {
+                            // etcd checks read permission on the range after the negative
+                            // start_revision check; a refused create is a created+canceled
+                            // response with watch_id -1.
+                            let key = if c.key.is_empty() {
+                                &b"\0"[..]
+                            } else {
+                                &c.key[..]
+                            };
+                            let denied = (c.start_revision >= 0)
+                                .then(|| {
+                                    rctx.authorize(&caller, Need::Read(key, &c.range_end)).err()
+                                })
+                                .flatten();
+                            if let Some(e) = denied {
+                                let rev = rctx.store().current_revision();
+                                sink.send(
+                                    WatchResponse {
+                                        header: Some(shale_api::etcdserverpb::ResponseHeader {
+                                            revision: rev,
+                                            ..Default::default()
+                                        }),
+                                        watch_id: -1,
+                                        created: true,
+                                        canceled: true,
+                                        cancel_reason: go_status_string(&e),
+                                        ..Default::default()
+                                    },
+                                    true,
+                                );
+                            } else if let Some(id) = hub.create(sid, spec_of(c)) {
                                 rfrag.lock().insert(id, frag);
                             }
                         }

@@ -50,10 +50,19 @@ fn scans_respect_bounds(e: &dyn Engine) {
         put(e, k, b"v");
     }
     use Bound::*;
-    assert_eq!(keys(e, Included(b"b"), Excluded(b"c")), vec![b"b".to_vec(), b"b\x00".to_vec(), b"ba".to_vec()]);
-    assert_eq!(keys(e, Excluded(b"b"), Included(b"c")), vec![b"b\x00".to_vec(), b"ba".to_vec(), b"c".to_vec()]);
+    assert_eq!(
+        keys(e, Included(b"b"), Excluded(b"c")),
+        vec![b"b".to_vec(), b"b\x00".to_vec(), b"ba".to_vec()]
+    );
+    assert_eq!(
+        keys(e, Excluded(b"b"), Included(b"c")),
+        vec![b"b\x00".to_vec(), b"ba".to_vec(), b"c".to_vec()]
+    );
     assert_eq!(keys(e, Unbounded, Unbounded).len(), 6);
-    assert_eq!(keys(e, Included(b"\xff"), Unbounded), vec![b"\xff\xff".to_vec()]);
+    assert_eq!(
+        keys(e, Included(b"\xff"), Unbounded),
+        vec![b"\xff\xff".to_vec()]
+    );
     let end = prefix_end(b"b").expect("end");
     assert_eq!(keys(e, Included(b"b"), Excluded(&end)).len(), 3);
     assert_eq!(prefix_end(b"\xff\xff"), None);

@@ -24,6 +24,8 @@ mod engine;
 mod memory;
 mod sled_engine;
 
-pub use engine::{prefix_end as engine_prefix_end, Engine, Error, KvPair, Result, ScanIter, WriteBatch, WriteOp};
+pub use engine::{
+    prefix_end as engine_prefix_end, Engine, Error, KvPair, Result, ScanIter, WriteBatch, WriteOp,
+};
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;

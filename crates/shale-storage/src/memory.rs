@@ -28,7 +28,12 @@ impl Engine for MemoryEngine {
         // Copy out in chunks so the lock is not held by a slow consumer.
         let start = start.map(|s| s.to_vec());
         let end = end.map(|e| e.to_vec());
-        Box::new(ChunkedScan { engine: self, next: start, end, buf: Vec::new().into_iter() })
+        Box::new(ChunkedScan {
+            engine: self,
+            next: start,
+            end,
+            buf: Vec::new().into_iter(),
+        })
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -51,7 +56,11 @@ impl Engine for MemoryEngine {
     }
 
     fn size_bytes(&self) -> u64 {
-        self.map.read().iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+        self.map
+            .read()
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
     }
 
     fn clear(&self) -> Result<()> {

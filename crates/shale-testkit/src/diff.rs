@@ -46,8 +46,8 @@ use shale_api::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesRequest, LeaseLeasesResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
-    StatusRequest, TxnRequest, TxnResponse, WatchCreateRequest, WatchProgressRequest,
-    WatchRequest, WatchResponse,
+    StatusRequest, TxnRequest, TxnResponse, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchResponse,
 };
 use shale_api::mvccpb::{Event, KeyValue};
 use tokio::sync::mpsc;
@@ -89,10 +89,26 @@ pub const KEYS: &[&[u8]] = &[
 ];
 
 /// Extra prefixes for prefix ranges/deletes (every key is also used as a prefix).
-const PREFIXES: &[&[u8]] = &[b"a/", b"a/1", b"b/", b"/registry/", b"/registry/pods/", b"k"];
+const PREFIXES: &[&[u8]] = &[
+    b"a/",
+    b"a/1",
+    b"b/",
+    b"/registry/",
+    b"/registry/pods/",
+    b"k",
+];
 
 /// Small value set, so VALUE compares hit and VALUE sorts have ties.
-const VALUES: &[&[u8]] = &[b"", b"v", b"v1", b"v2", b"v10", b"x", b"\x00\xff", b"value-3"];
+const VALUES: &[&[u8]] = &[
+    b"",
+    b"v",
+    b"v1",
+    b"v2",
+    b"v10",
+    b"x",
+    b"\x00\xff",
+    b"value-3",
+];
 
 /// Lease IDs the generator grants explicitly (long TTLs).
 const LEASE_IDS: &[i64] = &[0x100, 0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107];
@@ -336,17 +352,12 @@ fn norm_range(req: Option<&RangeRequest>, resp: &mut RangeResponse) {
         if resp.more && i + 1 == n {
             // cut by `limit`: which of the tied keys made it is unspecified; keep the count
             for kv in g {
+                let (n, value) = sort_value(&kv, req.sort_target);
                 resp.kvs.push(KeyValue {
                     key: Bytes::from_static(b"<one of a tie cut by limit>"),
-                    version: kv.version,
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                    value: if req.sort_target == range_request::SortTarget::Value as i32 {
-                        kv.value
-                    } else {
-                        Bytes::new()
-                    },
-                    lease: 0,
+                    version: n,
+                    value,
+                    ..Default::default()
                 });
             }
         } else {
@@ -358,9 +369,17 @@ fn norm_range(req: Option<&RangeRequest>, resp: &mut RangeResponse) {
 
 fn norm_txn(req: Option<&TxnRequest>, resp: &mut TxnResponse) {
     norm_header(&mut resp.header);
-    let branch = req.map(|r| if resp.succeeded { &r.success } else { &r.failure });
+    let branch = req.map(|r| {
+        if resp.succeeded {
+            &r.success
+        } else {
+            &r.failure
+        }
+    });
     for (i, op) in resp.responses.iter_mut().enumerate() {
-        let rop = branch.and_then(|b| b.get(i)).and_then(|o| o.request.as_ref());
+        let rop = branch
+            .and_then(|b| b.get(i))
+            .and_then(|o| o.request.as_ref());
         norm_response_op(rop, op);
     }
 }
@@ -421,7 +440,10 @@ pub fn compare(op: &Op, a: &Reply, b: &Reply) -> std::result::Result<(), String>
     let mut nb = normalize(op, b);
     if let (Reply::LeaseTimeToLive(x), Reply::LeaseTimeToLive(y)) = (&mut na, &mut nb) {
         if (x.ttl - y.ttl).abs() > 2 || (x.ttl < 0) != (y.ttl < 0) {
-            return Err(format!("LeaseTimeToLive TTL {} vs {} (±2 allowed)", x.ttl, y.ttl));
+            return Err(format!(
+                "LeaseTimeToLive TTL {} vs {} (±2 allowed)",
+                x.ttl, y.ttl
+            ));
         }
         x.ttl = 0;
         y.ttl = 0;
@@ -527,7 +549,10 @@ impl Generator {
     fn value(&mut self) -> Bytes {
         if self.p(0.1) {
             let n = self.rng.random_range(1..40);
-            (0..n).map(|_| self.rng.random::<u8>()).collect::<Vec<u8>>().into()
+            (0..n)
+                .map(|_| self.rng.random::<u8>())
+                .collect::<Vec<u8>>()
+                .into()
         } else {
             Bytes::from_static(self.pick(VALUES))
         }
@@ -617,8 +642,7 @@ impl Generator {
             r.sort_order = self.rng.random_range(0..3);
             r.sort_target = self.rng.random_range(0..5);
         }
-        r.keys_only =
-            self.p(0.15) && r.sort_target != range_request::SortTarget::Value as i32;
+        r.keys_only = self.p(0.15) && r.sort_target != range_request::SortTarget::Value as i32;
         r.count_only = self.p(0.1);
         r.serializable = self.p(0.2);
         if self.p(0.07) {
@@ -776,7 +800,8 @@ impl Generator {
                 self.rng.random_range(compact + 1..cur)
             }
         } else if compact > 0 && self.p(0.5) {
-            self.rng.random_range(compact.saturating_sub(3).max(1)..=compact)
+            self.rng
+                .random_range(compact.saturating_sub(3).max(1)..=compact)
         } else {
             cur + self.rng.random_range(1..4)
         };
@@ -829,18 +854,14 @@ impl Generator {
                     1 => {
                         t.success = (0..n)
                             .map(|_| RequestOp {
-                                request: Some(request_op::Request::RequestRange(
-                                    self.range(true),
-                                )),
+                                request: Some(request_op::Request::RequestRange(self.range(true))),
                             })
                             .collect()
                     }
                     _ => {
                         t.failure = (0..n)
                             .map(|_| RequestOp {
-                                request: Some(request_op::Request::RequestRange(
-                                    self.range(true),
-                                )),
+                                request: Some(request_op::Request::RequestRange(self.range(true))),
                             })
                             .collect()
                     }
@@ -880,11 +901,13 @@ impl Generator {
                 // put overlapping a delete range (either order), maybe nested
                 let p = self.prefix();
                 let del = RequestOp {
-                    request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                        key: Bytes::from_static(p),
-                        range_end: prefix_end(p),
-                        prev_kv: false,
-                    })),
+                    request: Some(request_op::Request::RequestDeleteRange(
+                        DeleteRangeRequest {
+                            key: Bytes::from_static(p),
+                            range_end: prefix_end(p),
+                            prev_kv: false,
+                        },
+                    )),
                 };
                 let mut key = p.to_vec();
                 key.extend_from_slice(b"/dup");
@@ -1090,7 +1113,8 @@ impl Stream {
 
     fn drain(&mut self) -> Result<()> {
         while let Ok(m) = self.resp.try_recv() {
-            self.got.push(m.map_err(|s| anyhow!("watch stream failed: {s:?}"))?);
+            self.got
+                .push(m.map_err(|s| anyhow!("watch stream failed: {s:?}"))?);
         }
         Ok(())
     }
@@ -1206,21 +1230,30 @@ impl Watches {
             self.streams[stream].0.send(req.clone())?;
             self.streams[stream].1.send(req)?;
         }
-        let n_created = self
-            .specs
-            .iter()
-            .filter(|s| s.stream == stream)
-            .count()
-            + 1;
+        let n_created = self.specs.iter().filter(|s| s.stream == stream).count() + 1;
         let (a, b) = &mut self.streams[stream];
         let pred = |got: &[WatchResponse]| got.iter().filter(|r| r.created).count() >= n_created;
         let what = format!("created response of watch {}", spec.name);
-        a.wait_for(Duration::from_secs(10), &format!("{what} (reference)"), pred)
-            .await?;
+        a.wait_for(
+            Duration::from_secs(10),
+            &format!("{what} (reference)"),
+            pred,
+        )
+        .await?;
         b.wait_for(Duration::from_secs(10), &format!("{what} (subject)"), pred)
             .await?;
-        let ca = a.got.iter().filter(|r| r.created).nth(n_created - 1).unwrap();
-        let cb = b.got.iter().filter(|r| r.created).nth(n_created - 1).unwrap();
+        let ca = a
+            .got
+            .iter()
+            .filter(|r| r.created)
+            .nth(n_created - 1)
+            .unwrap();
+        let cb = b
+            .got
+            .iter()
+            .filter(|r| r.created)
+            .nth(n_created - 1)
+            .unwrap();
         if control_view(ca) != control_view(cb) {
             bail!(
                 "watch {}: created responses differ for {:?}\n  reference: {ca:?}\n  subject:   {cb:?}",
@@ -1248,8 +1281,12 @@ impl Watches {
             let id = spec.watch_id;
             let what = format!("watch {} to reach revision {rev}", spec.name);
             let pred = |got: &[WatchResponse]| max_rev(got, id) >= rev;
-            a.wait_for(Duration::from_secs(15), &format!("{what} (reference)"), pred)
-                .await?;
+            a.wait_for(
+                Duration::from_secs(15),
+                &format!("{what} (reference)"),
+                pred,
+            )
+            .await?;
             b.wait_for(Duration::from_secs(15), &format!("{what} (subject)"), pred)
                 .await?;
         }
@@ -1373,7 +1410,10 @@ impl Watches {
 /// split across responses.
 fn check_watch_atomic(got: &[WatchResponse], watch_id: i64) -> Result<()> {
     let mut last = 0;
-    for r in got.iter().filter(|r| r.watch_id == watch_id && !r.events.is_empty()) {
+    for r in got
+        .iter()
+        .filter(|r| r.watch_id == watch_id && !r.events.is_empty())
+    {
         let revs: Vec<i64> = r
             .events
             .iter()
@@ -1436,6 +1476,7 @@ pub async fn run_seed(reference: &str, subject: &str, seed: u64, ops: usize) -> 
         ..Default::default()
     };
     let mut history: VecDeque<String> = VecDeque::new();
+    let trace = std::env::var_os("SHALE_DIFF_TRACE").is_some_and(|v| v != "0");
     let mut watches = Watches::new();
     let ctx = |i: usize, history: &VecDeque<String>| {
         let mut s = format!(
@@ -1538,7 +1579,11 @@ pub async fn run_seed(reference: &str, subject: &str, seed: u64, ops: usize) -> 
         stats.ops += 1;
         stats.errors += usize::from(a.is_err());
         *stats.by_kind.entry(op.kind()).or_default() += 1;
-        history.push_back(format!("#{i} {} -> {}", op.brief(), brief_reply(&a)));
+        let line = format!("#{i} {} -> {}", op.brief(), brief_reply(&a));
+        if trace {
+            eprintln!("diff trace: seed {seed} {line}");
+        }
+        history.push_back(line);
         if history.len() > 12 {
             history.pop_front();
         }
@@ -1636,6 +1681,19 @@ async fn open_second_stream(
                 },
             )
             .await?;
+        // etcd cancels it from a sync loop (every 100 ms) with the compact revision of that
+        // moment: wait for the cancel before anything else can compact
+        let spec = watches.specs.last().expect("just created");
+        let id = spec.watch_id;
+        let (a, b) = &mut watches.streams[1];
+        for (side, s) in [("reference", a), ("subject", b)] {
+            s.wait_for(
+                Duration::from_secs(10),
+                &format!("cancel of watch {} ({side})", spec.name),
+                |got| got.iter().any(|r| r.watch_id == id && r.canceled),
+            )
+            .await?;
+        }
     }
     let future = cur + 5;
     watches
