@@ -1581,7 +1581,7 @@ pub async fn run_seed(reference: &str, subject: &str, seed: u64, ops: usize) -> 
         *stats.by_kind.entry(op.kind()).or_default() += 1;
         let line = format!("#{i} {} -> {}", op.brief(), brief_reply(&a));
         if trace {
-            eprintln!("diff trace: seed {seed} {line}");
+            eprintln!("diff trace: seed {seed} #{i} {op:?} -> {}", brief_reply(&a));
         }
         history.push_back(line);
         if history.len() > 12 {

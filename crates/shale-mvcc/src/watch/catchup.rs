@@ -165,10 +165,12 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
     Ok(())
 }
 
-fn cancel_compacted(j: &mut Job, compact: i64, rev: i64) {
+fn cancel_compacted(j: &mut Job, compact: i64, _rev: i64) {
     j.sink.send(
         WatchResponse {
-            header: header(rev),
+            // etcd 3.5 sends this response with header.revision 0 (its internal response
+            // carries only the compact revision)
+            header: header(0),
             watch_id: j.id,
             canceled: true,
             compact_revision: compact,

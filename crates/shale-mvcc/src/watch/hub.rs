@@ -327,10 +327,19 @@ impl WatchHub {
         if c.changes.is_empty() {
             return;
         }
+        // etcd fills a watch event's prev_kv from the store at `mod_revision - 1`: when one
+        // revision changes a key twice (a txn's put, then a from-key delete that etcd does not
+        // flag as a duplicate), the later event's prev_kv is the state before the revision.
+        let mut first_of_key: std::collections::HashMap<(&[u8], i64), usize> =
+            std::collections::HashMap::with_capacity(c.changes.len());
         let events: Vec<(Event, Option<shale_api::mvccpb::KeyValue>)> = c
             .changes
             .iter()
-            .map(|ch| {
+            .enumerate()
+            .map(|(i, ch)| {
+                let first = *first_of_key
+                    .entry((ch.kv.key.as_ref(), ch.kv.mod_revision))
+                    .or_insert(i);
                 let ty = if ch.is_delete {
                     EventType::Delete
                 } else {
@@ -342,7 +351,7 @@ impl WatchHub {
                         kv: Some(ch.kv.clone()),
                         prev_kv: None,
                     },
-                    ch.prev.clone(),
+                    c.changes[first].prev.clone(),
                 )
             })
             .collect();
