@@ -13,3 +13,5 @@ eval "$(bash scripts/install-test-deps.sh)"
 export SHALE_ETCD35_BIN SHALE_ETCDCTL35_BIN SHALE_ETCD34_BIN SHALE_ETCDCTL34_BIN
 cargo build --release --workspace --bins
 cargo test --workspace --release
+# Crash-sensitive steps of the Raft log, with fail points compiled in (their own test binary).
+cargo test --release -p shale-raft --features failpoints --test failpoints

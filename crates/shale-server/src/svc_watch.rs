@@ -195,7 +195,12 @@ impl Watch for WatchService {
                         let Some(mut resp) = m else { break };
                         queued.fetch_sub(1, Ordering::AcqRel);
                         let rev = resp.header.as_ref().map_or(0, |h| h.revision);
-                        resp.header = Some(ctx.header(rev));
+                        let mut header = ctx.header(rev);
+                        if resp.canceled && resp.compact_revision != 0 {
+                            // etcd 3.5 sends a compacted watcher's cancel with header.revision 0
+                            header.revision = 0;
+                        }
+                        resp.header = Some(header);
                         let frag = *fragments.lock().get(&resp.watch_id).unwrap_or(&false);
                         if resp.canceled {
                             fragments.lock().remove(&resp.watch_id);

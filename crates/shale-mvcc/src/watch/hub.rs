@@ -328,8 +328,8 @@ impl WatchHub {
             return;
         }
         // etcd fills a watch event's prev_kv from the store at `mod_revision - 1`: when one
-        // revision changes a key twice (a txn's put, then a from-key delete that etcd does not
-        // flag as a duplicate), the later event's prev_kv is the state before the revision.
+        // revision changes a key twice (a txn's put and a from-key delete, which etcd does not
+        // flag as duplicates), the later event's prev_kv is the state before the revision.
         let mut first_of_key: std::collections::HashMap<(&[u8], i64), usize> =
             std::collections::HashMap::with_capacity(c.changes.len());
         let events: Vec<(Event, Option<shale_api::mvccpb::KeyValue>)> = c
@@ -351,7 +351,12 @@ impl WatchHub {
                         kv: Some(ch.kv.clone()),
                         prev_kv: None,
                     },
-                    c.changes[first].prev.clone(),
+                    // a create (version 1) never has one, as in etcd
+                    if !ch.is_delete && ch.kv.version == 1 {
+                        None
+                    } else {
+                        c.changes[first].prev.clone()
+                    },
                 )
             })
             .collect();
