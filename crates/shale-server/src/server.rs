@@ -18,6 +18,7 @@ use shale_machine::MachineConfig;
 use shale_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::config::Config;
 use crate::ctx::{Ctx, Identity, Limits};
@@ -184,12 +185,19 @@ pub async fn serve(
         .add_service(
             AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_recv),
         );
+    // tonic ignores its own `tcp_nodelay` for a caller-provided stream: set it on each
+    // accepted socket, or Nagle's algorithm adds ~40 ms to every small response.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tonic::transport::Server::builder()
         .accept_http1(true)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
