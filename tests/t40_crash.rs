@@ -128,31 +128,52 @@ async fn acknowledged_writes_survive_kill_9() {
 /// kill -9 and restart then recovers from snapshot + log tail with every write present.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_purge_the_log_and_restart_from_them() {
-    let mut server =
-        EtcdProcess::start(&shale_bin().expect("shale binary"), &["--snapshot-count", "100"]).expect("start shale");
+    let mut server = EtcdProcess::start(
+        &shale_bin().expect("shale binary"),
+        &["--snapshot-count", "100"],
+    )
+    .expect("start shale");
     let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
     let snap_dir = server.data_dir().join("member").join("snap");
     let has_snapshot = || {
         std::fs::read_dir(&snap_dir)
-            .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "snap")))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+            })
             .unwrap_or(false)
     };
     let mut i = 0u32;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while i < 300 || !has_snapshot() {
-        kv.put(PutRequest { key: format!("/snap/{i}").into(), value: format!("v{i}").into(), ..Default::default() })
-            .await
-            .expect("put");
+        kv.put(PutRequest {
+            key: format!("/snap/{i}").into(),
+            value: format!("v{i}").into(),
+            ..Default::default()
+        })
+        .await
+        .expect("put");
         i += 1;
-        assert!(std::time::Instant::now() < deadline, "no snapshot was taken");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot was taken"
+        );
     }
     server.kill9().expect("kill -9");
     server.restart().expect("restart");
     let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
     let all = kv
-        .range(RangeRequest { key: "/snap/".into(), range_end: "/snap0".into(), count_only: true, ..Default::default() })
+        .range(RangeRequest {
+            key: "/snap/".into(),
+            range_end: "/snap0".into(),
+            count_only: true,
+            ..Default::default()
+        })
         .await
         .expect("range")
         .into_inner();
-    assert_eq!(all.count, i as i64, "every write survives snapshot + restart");
+    assert_eq!(
+        all.count, i as i64,
+        "every write survives snapshot + restart"
+    );
 }

@@ -1,6 +1,8 @@
 //! Shale's openraft type configuration and the log entry payloads.
 //!
-//! A log entry's application data is one [`Command`]: an `InternalRequest` protobuf. It is
+//! A log entry's application data is one [`Command`]: an `InternalBatch` protobuf of the
+//! client requests the leader's proposer gathered while the previous entry was being made
+//! durable. It is
 //! serialized as its protobuf bytes (so the Raft log holds exactly the bytes a client sent,
 //! plus the leader's decisions such as lease ids and the clock), and decoding a damaged entry
 //! is an error, never a panic. [`Reply`] is the state machine's answer to one entry.
@@ -10,19 +12,19 @@ use std::fmt;
 use prost::Message;
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shale_api::shalepb::{InternalRequest, InternalResponse};
+use shale_api::shalepb::{InternalBatch, InternalBatchResponse};
 
 /// Application data of a log entry.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Command(pub InternalRequest);
+pub struct Command(pub InternalBatch);
 
 /// The state machine's answer to one entry.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Reply(pub InternalResponse);
+pub struct Reply(pub InternalBatchResponse);
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "command#{}", self.0.id)
+        write!(f, "batch of {} requests", self.0.requests.len())
     }
 }
 
@@ -57,8 +59,8 @@ macro_rules! proto_serde {
     };
 }
 
-proto_serde!(Command, InternalRequest);
-proto_serde!(Reply, InternalResponse);
+proto_serde!(Command, InternalBatch);
+proto_serde!(Reply, InternalBatchResponse);
 
 /// Member id (etcd's uint64 member ID).
 pub type NodeId = u64;
@@ -88,14 +90,16 @@ mod tests {
 
     #[test]
     fn command_round_trips_through_bincode_and_rejects_garbage() {
-        let c = Command(InternalRequest {
-            id: 7,
-            now_unix_ms: 1,
-            request: Some(Request::Put(PutRequest {
-                key: "k".into(),
-                value: "v".into(),
-                ..Default::default()
-            })),
+        let c = Command(InternalBatch {
+            requests: vec![shale_api::shalepb::InternalRequest {
+                id: 7,
+                now_unix_ms: 1,
+                request: Some(Request::Put(PutRequest {
+                    key: "k".into(),
+                    value: "v".into(),
+                    ..Default::default()
+                })),
+            }],
         });
         let b = bincode::serialize(&c).expect("serialize");
         assert_eq!(bincode::deserialize::<Command>(&b).expect("deserialize"), c);

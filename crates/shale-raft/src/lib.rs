@@ -10,6 +10,7 @@ mod meta_file;
 pub mod network;
 pub mod node;
 mod open;
+mod proposer;
 mod segment;
 mod state;
 pub mod state_machine;

@@ -10,15 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use shale_api::error::EtcdError;
 use shale_api::shalepb::{InternalRequest, InternalResponse};
 use shale_machine::{Machine, MachineConfig};
 use shale_storage::{Engine, SledEngine};
 
-use crate::app::{Command, NodeId, Raft, TypeConfig};
+use crate::app::{NodeId, Raft, TypeConfig};
 use crate::network::NoPeers;
+use crate::proposer::Proposer;
 use crate::state_machine::StateMachineStore;
 use crate::{LogStore, LogStoreOptions};
 
@@ -87,6 +88,7 @@ pub struct RaftNode {
     machine: Arc<Machine>,
     id: NodeId,
     timeout: Duration,
+    proposer: Proposer,
 }
 
 /// Role and progress of this member, for Status and metrics.
@@ -166,11 +168,13 @@ impl RaftNode {
             }
             Err(e) => return Err(NodeError::Raft(e.to_string())),
         }
+        let proposer = Proposer::start(raft.clone());
         Ok(Arc::new(Self {
             raft,
             machine,
             id: cfg.id,
             timeout: cfg.request_timeout,
+            proposer,
         }))
     }
 
@@ -213,20 +217,9 @@ impl RaftNode {
 
     /// Proposes `req` and waits until it is applied; returns the machine's answer.
     pub async fn propose(&self, req: InternalRequest) -> Result<InternalResponse, EtcdError> {
-        match tokio::time::timeout(self.timeout, self.raft.client_write(Command(req))).await {
+        match tokio::time::timeout(self.timeout, self.proposer.propose(req)).await {
             Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(if f.leader_id.is_some() {
-                    EtcdError::NotLeader
-                } else {
-                    EtcdError::NoLeader
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_)))) => {
-                Err(EtcdError::NotCapable)
-            }
-            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
+            Ok(r) => r,
         }
     }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use shale_machine::Machine;
 
 use crate::app::{LogId, Reply, StorageError, StoredMembership, TypeConfig};
+use shale_api::shalepb::InternalBatchResponse;
 
 /// What the machine stores alongside each applied batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -195,19 +196,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        // Every request of every entry goes to the machine as one batch; the answers are
+        // then regrouped per entry (blank and membership entries answer with no responses).
         let mut cmds = Vec::new();
+        let mut counts = Vec::new();
         for e in entries {
             self.state.last_applied = Some(e.log_id);
             match e.payload {
-                EntryPayload::Blank => cmds.push(None),
-                EntryPayload::Normal(c) => cmds.push(Some(c.0)),
+                EntryPayload::Blank => counts.push(0),
+                EntryPayload::Normal(c) => {
+                    counts.push(c.0.requests.len());
+                    cmds.extend(c.0.requests.into_iter().map(Some));
+                }
                 EntryPayload::Membership(m) => {
                     self.state.membership = StoredMembership::new(Some(e.log_id), m);
-                    cmds.push(None);
+                    counts.push(0);
                 }
             }
         }
-        if cmds.is_empty() {
+        if counts.is_empty() {
             return Ok(Vec::new());
         }
         let raft = bincode::serialize(&self.state).map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -215,7 +222,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .machine
             .apply(cmds, raft)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        Ok(out.into_iter().map(Reply).collect())
+        let mut out = out.into_iter();
+        Ok(counts
+            .into_iter()
+            .map(|n| {
+                Reply(InternalBatchResponse {
+                    responses: out.by_ref().take(n).collect(),
+                })
+            })
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

@@ -486,6 +486,9 @@ pub struct Generator {
     granted: BTreeSet<i64>,
     pending: VecDeque<Op>,
     next_short_lease: i64,
+    /// The txn being generated has a delete: no ignore_value/ignore_lease puts after it (etcd
+    /// 3.5.1 checks those against the state before the txn and panics when the key is gone).
+    txn_has_delete: bool,
 }
 
 impl Generator {
@@ -497,6 +500,7 @@ impl Generator {
             granted: BTreeSet::new(),
             pending: VecDeque::new(),
             next_short_lease: SHORT_LEASE_BASE,
+            txn_has_delete: false,
         }
     }
 
@@ -742,6 +746,10 @@ impl Generator {
                 0..=34 => request_op::Request::RequestRange(self.range(true)),
                 35..=69 => {
                     let mut p = self.put();
+                    if self.txn_has_delete {
+                        p.ignore_value = false;
+                        p.ignore_lease = false;
+                    }
                     // usually avoid writing a key twice (that is a deterministic error)
                     for _ in 0..4 {
                         if !used.contains(&p.key) || self.p(0.1) {
@@ -753,6 +761,7 @@ impl Generator {
                     request_op::Request::RequestPut(p)
                 }
                 70..=89 => {
+                    self.txn_has_delete = true;
                     let d = if self.p(0.75) {
                         let mut k = self.key();
                         for _ in 0..4 {
@@ -781,6 +790,9 @@ impl Generator {
     }
 
     pub fn txn(&mut self, depth: u32) -> TxnRequest {
+        if depth == 0 {
+            self.txn_has_delete = false;
+        }
         let nc = self.pick(&[0, 1, 1, 1, 2, 3]);
         TxnRequest {
             compare: (0..nc).map(|_| self.compare()).collect(),
@@ -962,7 +974,7 @@ impl Generator {
                 } else {
                     self.cur_rev + 1
                 };
-                let mut t = self.txn(1);
+                let mut t = self.txn(0);
                 t.success.push(RequestOp {
                     request: Some(request_op::Request::RequestRange(RangeRequest {
                         key: k,
@@ -1019,7 +1031,7 @@ impl Generator {
                     key: Bytes::new(),
                     ..self.compare()
                 }],
-                ..self.txn(1)
+                ..self.txn(0)
             }),
             _ => Op::Put(PutRequest {
                 key: k,
