@@ -74,39 +74,3 @@ fn etcd_vs_shale() {
     let shale = shale_bin().unwrap_or_else(|e| panic!("{e:#}"));
     differential(&shale, &["--log-level", "warn"], 10_000);
 }
-
-#[test]
-#[ignore]
-fn tmp_probe() {
-    use shale_api::etcdserverpb::RangeRequest;
-    use shale_testkit::diff::{Op, Reply};
-    let bin = std::env::var("PROBE_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| etcd());
-    let rt = runtime();
-    for (o, t) in [(1, 5), (0, 5), (3, 0), (-1, 0), (3, 5)] {
-        let p = EtcdProcess::start(&bin, &[]).unwrap();
-        rt.block_on(async {
-            let mut c = Client::connect(&p.endpoint()).await.unwrap();
-            {
-                let op = Op::Range(RangeRequest {
-                    key: "k".into(),
-                    sort_order: o,
-                    sort_target: t,
-                    ..Default::default()
-                });
-                let r: Reply = c.exec(&op).await;
-                println!("order {o} target {t}: {r:?}");
-            }
-        });
-    }
-    #[cfg(any())]
-    println!(
-        "{}",
-        p.log_tail(200)
-            .lines()
-            .filter(|l| l.contains("panic"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}

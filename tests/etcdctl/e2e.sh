@@ -49,12 +49,6 @@ trap cleanup EXIT
 OUT=$WORK/out
 ERR=$WORK/err
 NSTEPS=0
-IS34=0
-if "$CTL" version 2>/dev/null | grep -q 'etcdctl version: 3\.4'; then IS34=1; fi
-# Known incompatibility: etcdctl 3.4's `endpoint hashkv` dials with the URL scheme inside the
-# HTTP/2 :authority header ("http://host:port"), which Shale's HTTP/2 stack (h2) rejects as
-# malformed. It is listed in the README; these steps run with etcdctl 3.5 only.
-skip34() { echo "E2E SKIP [$1]: etcdctl 3.4 endpoint hashkv (known incompatibility, see README)" >&2; }
 
 # ---------------------------------------------------------------- helpers
 ctl() { timeout 30 "$CTL" --endpoints="$EP" --dial-timeout=5s --command-timeout=15s "$@"; }
@@ -339,12 +333,8 @@ if section compact; then
     t compact/physical "compacted revision $R3" compaction --physical "$R3"
     t compact/read-latest $'/e2e/c/k\nv3' get /e2e/c/k
     t compact/read-at-physical $'/e2e/c/k\nv3' get /e2e/c/k --rev="$R3"
-    if [[ $IS34 == 1 ]]; then
-        skip34 compact/hashkv
-    else
-        tjq compact/hashkv-compact-rev ".[0].HashKV.compact_revision == $R3" endpoint hashkv -w json
-        tfail compact/hashkv-compacted "etcdserver: mvcc: required revision has been compacted" endpoint hashkv --rev="$R2"
-    fi
+    tjq compact/hashkv-compact-rev ".[0].HashKV.compact_revision == $R3" endpoint hashkv -w json
+    tfail compact/hashkv-compacted "etcdserver: mvcc: required revision has been compacted" endpoint hashkv --rev="$R2"
     t compact/cleanup "1" del /e2e/c/k
 fi
 
@@ -529,22 +519,17 @@ if section maint; then
 
     t maint/hash-setup-1 OK put /e2e/h/a 1
     t maint/hash-setup-2 OK put /e2e/h/b 2
-    if [[ $IS34 == 1 ]]; then
-        skip34 maint/hashkv
-        t maint/defrag "Finished defragmenting etcd member[${EP}]" defrag
-    else
-        tre maint/hashkv "${EP}, [0-9]+" endpoint hashkv
-        H1=$(cut -d' ' -f2 "$OUT")
-        HR=$(cur_rev)
-        tjq maint/hashkv-json ".[0].Endpoint == \"$EP\" and .[0].HashKV.hash == $H1 and .[0].HashKV.header.revision == $HR and (.[0].HashKV | has(\"compact_revision\") or true)" endpoint hashkv -w json
-        t maint/defrag "Finished defragmenting etcd member[${EP}]" defrag
-        t maint/hashkv-after-defrag "${EP}, ${H1}" endpoint hashkv
-        t maint/hash-setup-3 OK put /e2e/h/c 3
-        t maint/hashkv-at-rev "${EP}, ${H1}" endpoint hashkv --rev="$HR"
-        STEP=maint/hashkv-changes
-        run_cmd "" endpoint hashkv
-        [[ $(cut -d' ' -f2 "$OUT") != "$H1" ]] || fail "hash did not change after a write"
-    fi
+    tre maint/hashkv "${EP}, [0-9]+" endpoint hashkv
+    H1=$(cut -d' ' -f2 "$OUT")
+    HR=$(cur_rev)
+    tjq maint/hashkv-json ".[0].Endpoint == \"$EP\" and .[0].HashKV.hash == $H1 and .[0].HashKV.header.revision == $HR and (.[0].HashKV | has(\"compact_revision\") or true)" endpoint hashkv -w json
+    t maint/defrag "Finished defragmenting etcd member[${EP}]" defrag
+    t maint/hashkv-after-defrag "${EP}, ${H1}" endpoint hashkv
+    t maint/hash-setup-3 OK put /e2e/h/c 3
+    t maint/hashkv-at-rev "${EP}, ${H1}" endpoint hashkv --rev="$HR"
+    STEP=maint/hashkv-changes
+    run_cmd "" endpoint hashkv
+    [[ $(cut -d' ' -f2 "$OUT") != "$H1" ]] || fail "hash did not change after a write"
     SNAP=$WORK/snap.db
     t maint/snapshot-save "Snapshot saved at $SNAP" snapshot save "$SNAP"
     STEP=maint/snapshot-file

@@ -6,11 +6,13 @@
 //!   store, map errors through the single table in `shale_api::error`, and fill headers.
 //! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! * [`background`] — lease expiry, auto-compaction, progress notifications.
+//! * [`h2_authority`] — repairs the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
 
 pub mod auth;
 pub mod background;
 pub mod config;
 pub mod ctx;
+pub mod h2_authority;
 pub mod http;
 pub mod metrics;
 pub mod server;

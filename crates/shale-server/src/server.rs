@@ -187,10 +187,12 @@ pub async fn serve(
         );
     // tonic ignores its own `tcp_nodelay` for a caller-provided stream: set it on each
     // accepted socket, or Nagle's algorithm adds ~40 ms to every small response.
+    // Each connection is also wrapped to accept etcdctl 3.4's URL-shaped `:authority`.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         conn.inspect(|s| {
             let _ = s.set_nodelay(true);
         })
+        .map(crate::h2_authority::AuthorityFix::new)
     });
     tonic::transport::Server::builder()
         .accept_http1(true)
