@@ -48,8 +48,11 @@
 //! entries are therefore never larger than the client's, entry for entry, so under the same
 //! maximum size the server evicts no earlier than the client: the server's table is always the
 //! client's table (newest first, values aside) followed by zero or more older entries the
-//! client has already evicted. HPACK indices count from the newest entry, and the client only
-//! uses indices within its own table, so every index means the same entry on both sides —
+//! client has already evicted. (This holds even for an entry larger than the whole table: the
+//! client empties its table, the server may keep the smaller rewritten entry, which is then
+//! older than anything the client adds next.) HPACK indices count from the newest entry, and
+//! the client only uses indices within its own table, so every index means the same entry on
+//! both sides —
 //! an indexed reference to the rewritten entry simply yields the rewritten `:authority`.
 //! (A literal whose name refers to a *dynamic* entry named `:authority` is not recognised and
 //! passes through unchanged; grpc-go always uses the static index 1.)
@@ -212,6 +215,13 @@ impl<T> AuthorityFix<T> {
         if self.in_start == self.in_end {
             self.in_start = 0;
             self.in_end = 0;
+            // Give back the memory of an unusually large header block.
+            if self.input.len() > 4 * READ_CHUNK {
+                self.input = Vec::new();
+            }
+            if self.output.capacity() > 4 * READ_CHUNK {
+                self.output = Vec::new();
+            }
         } else if self.in_start > 0 {
             self.input.copy_within(self.in_start..self.in_end, 0);
             self.in_end -= self.in_start;
@@ -555,8 +565,8 @@ fn decoded_eq(
     if !s.huffman {
         return Ok(raw == want);
     }
-    // A Huffman code is at least 5 bits a symbol: longer encodings cannot match.
-    if raw.len() > want.len() {
+    // Every symbol takes at most 30 bits: longer encodings cannot decode to `want`.
+    if raw.len() > want.len() * 4 {
         return Ok(false);
     }
     huffman_decode(raw, decoded)?;
