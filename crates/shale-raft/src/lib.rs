@@ -11,6 +11,7 @@ pub mod network;
 pub mod node;
 mod open;
 mod proposer;
+mod read_barrier;
 mod segment;
 mod state;
 pub mod state_machine;

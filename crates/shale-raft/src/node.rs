@@ -20,6 +20,7 @@ use shale_storage::{Engine, SledEngine};
 use crate::app::{NodeId, Raft, TypeConfig};
 use crate::network::NoPeers;
 use crate::proposer::Proposer;
+use crate::read_barrier::ReadBarriers;
 use crate::state_machine::StateMachineStore;
 use crate::{LogStore, LogStoreOptions};
 
@@ -89,6 +90,7 @@ pub struct RaftNode {
     id: NodeId,
     timeout: Duration,
     proposer: Proposer,
+    barriers: ReadBarriers,
 }
 
 /// Role and progress of this member, for Status and metrics.
@@ -169,12 +171,14 @@ impl RaftNode {
             Err(e) => return Err(NodeError::Raft(e.to_string())),
         }
         let proposer = Proposer::start(raft.clone());
+        let barriers = ReadBarriers::new(raft.clone());
         Ok(Arc::new(Self {
             raft,
             machine,
             id: cfg.id,
             timeout: cfg.request_timeout,
             proposer,
+            barriers,
         }))
     }
 
@@ -226,15 +230,9 @@ impl RaftNode {
     /// Confirms this member may serve a linearizable read: returns once its state machine
     /// has applied everything committed before the call.
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
-        match tokio::time::timeout(self.timeout, self.raft.ensure_linearizable()).await {
+        match tokio::time::timeout(self.timeout, self.barriers.wait()).await {
             Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(_))) => Err(if self.has_leader() {
-                EtcdError::NotLeader
-            } else {
-                EtcdError::NoLeader
-            }),
-            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
+            Ok(r) => r,
         }
     }
 
