@@ -100,7 +100,7 @@ impl Member {
             election_ms: cfg.election_timeout,
             snapshot_count: cfg.snapshot_count,
             catch_up_entries: 5000,
-            state_cache_bytes: 512 << 20,
+            state_cache_bytes: 256 << 20,
             request_timeout: Duration::from_millis(5000 + 2 * cfg.election_timeout),
             machine: MachineConfig {
                 min_lease_ttl: ((3 * cfg.election_timeout).div_ceil(2)).div_ceil(1000) as i64,
