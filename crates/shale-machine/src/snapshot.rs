@@ -28,6 +28,9 @@ impl Machine {
     pub fn write_snapshot(&self, w: &mut dyn Write) -> Result<Option<Vec<u8>>> {
         let _apply = self.apply_lock.lock();
         self.store().wait_compaction();
+        // The log prefix this snapshot covers is purged next: push the state store's own
+        // writes out first so a restart never finds it behind a purged log.
+        self.store().engine().flush()?;
         let raft = self.raft_state()?;
         let mut crc = Crc32c::default();
         w.write_all(MAGIC)?;
