@@ -66,10 +66,17 @@
 //! input and reports the protocol error itself. At end of input, held-back bytes are flushed
 //! unchanged.
 
+mod frames;
+mod hpack;
+mod huffman;
+
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use frames::{
+    frame_len, rewrite_sequence, scan_header_sequence, Scan, FRAME_HEADER_LEN, TYPE_HEADERS,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -79,15 +86,6 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// rewritten: the connection switches to pass-through and h2 applies its own limits.
 pub const MAX_HEADER_SEQUENCE: usize = 1 << 20;
 
-const FRAME_HEADER_LEN: usize = 9;
-/// Frames we emit never exceed the smallest legal SETTINGS_MAX_FRAME_SIZE.
-const MAX_FRAME_PAYLOAD: usize = 16_384;
-const TYPE_HEADERS: u8 = 0x1;
-const TYPE_CONTINUATION: u8 = 0x9;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_PADDED: u8 = 0x8;
-const FLAG_PRIORITY: u8 = 0x20;
 const READ_CHUNK: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,415 +346,22 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
     }
 }
 
-// ---------------------------------------------------------------- frames
-
 /// Malformed input: stop rewriting.
 #[derive(Debug, PartialEq, Eq)]
 struct Malformed;
 
-enum Scan {
-    /// More bytes are needed to see the whole header block.
-    Incomplete,
-    /// Not a well-formed header block (or too large to rewrite).
-    Invalid,
-    /// The HEADERS frame and its CONTINUATION frames take this many bytes.
-    Complete(usize),
-}
-
-fn frame_len(header: &[u8]) -> usize {
-    (usize::from(header[0]) << 16) | (usize::from(header[1]) << 8) | usize::from(header[2])
-}
-
-fn stream_id(header: &[u8]) -> [u8; 4] {
-    [header[5] & 0x7f, header[6], header[7], header[8]]
-}
-
-/// `buf` starts with a HEADERS frame header; finds the end of its header block.
-fn scan_header_sequence(buf: &[u8]) -> Scan {
-    let sid = stream_id(buf);
-    let mut pos = 0;
-    loop {
-        let Some(header) = buf.get(pos..pos + FRAME_HEADER_LEN) else {
-            return Scan::Incomplete;
-        };
-        let expected = if pos == 0 {
-            TYPE_HEADERS
-        } else {
-            TYPE_CONTINUATION
-        };
-        if header[3] != expected || stream_id(header) != sid {
-            return Scan::Invalid;
-        }
-        let end = pos + FRAME_HEADER_LEN + frame_len(header);
-        if end > MAX_HEADER_SEQUENCE {
-            return Scan::Invalid;
-        }
-        if end > buf.len() {
-            return Scan::Incomplete;
-        }
-        if header[4] & FLAG_END_HEADERS != 0 {
-            return Scan::Complete(end);
-        }
-        pos = end;
-    }
-}
-
-/// Appends to `out` the header block sequence `seq` (HEADERS + CONTINUATION frames, complete),
-/// rewritten if its `:authority` needs it, else unchanged. On `Err`, `out` is unchanged.
-fn rewrite_sequence(
-    seq: &[u8],
-    block: &mut Vec<u8>,
-    rewritten: &mut Vec<u8>,
-    decoded: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Result<(), Malformed> {
-    let flags = seq[4];
-    let first_end = FRAME_HEADER_LEN + frame_len(seq);
-    let payload = &seq[FRAME_HEADER_LEN..first_end];
-    let (mut start, mut end) = (0, payload.len());
-    if flags & FLAG_PADDED != 0 {
-        let pad = usize::from(*payload.first().ok_or(Malformed)?);
-        start = 1;
-        end = end.checked_sub(pad).ok_or(Malformed)?;
-    }
-    let priority_start = start;
-    if flags & FLAG_PRIORITY != 0 {
-        start += 5;
-    }
-    if start > end {
-        return Err(Malformed);
-    }
-    let priority = &payload[priority_start..start];
-    block.clear();
-    block.extend_from_slice(&payload[start..end]);
-    let mut pos = first_end;
-    while pos < seq.len() {
-        let next = pos + FRAME_HEADER_LEN + frame_len(&seq[pos..]);
-        block.extend_from_slice(&seq[pos + FRAME_HEADER_LEN..next]);
-        pos = next;
-    }
-
-    rewritten.clear();
-    if !rewrite_block(block, rewritten, decoded)? {
-        out.extend_from_slice(seq);
-        return Ok(());
-    }
-
-    let sid = stream_id(seq);
-    let keep = flags & (FLAG_END_STREAM | FLAG_PRIORITY);
-    let first_len = rewritten.len().min(MAX_FRAME_PAYLOAD - priority.len());
-    let (first, mut rest) = rewritten.split_at(first_len);
-    let end_headers = if rest.is_empty() { FLAG_END_HEADERS } else { 0 };
-    put_frame_header(
-        out,
-        priority.len() + first.len(),
-        TYPE_HEADERS,
-        keep | end_headers,
-        sid,
-    );
-    out.extend_from_slice(priority);
-    out.extend_from_slice(first);
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(rest.len().min(MAX_FRAME_PAYLOAD));
-        let end_headers = if tail.is_empty() { FLAG_END_HEADERS } else { 0 };
-        put_frame_header(out, chunk.len(), TYPE_CONTINUATION, end_headers, sid);
-        out.extend_from_slice(chunk);
-        rest = tail;
-    }
-    Ok(())
-}
-
-fn put_frame_header(out: &mut Vec<u8>, len: usize, ty: u8, flags: u8, sid: [u8; 4]) {
-    debug_assert!(len <= MAX_FRAME_PAYLOAD);
-    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
-    out.extend_from_slice(&sid);
-}
-
-// ---------------------------------------------------------------- HPACK
-
-/// Walks the HPACK header block `src`. If some `:authority` value needs repair, writes the
-/// whole rewritten block to `dst` and returns true; otherwise leaves `dst` alone and returns
-/// false.
-fn rewrite_block(src: &[u8], dst: &mut Vec<u8>, decoded: &mut Vec<u8>) -> Result<bool, Malformed> {
-    let mut i = 0;
-    let mut copied = 0;
-    let mut changed = false;
-    while let Some(&b) = src.get(i) {
-        if b & 0x80 != 0 {
-            // Indexed header field.
-            i += decode_int(&src[i..], 7)?.1;
-            continue;
-        }
-        if b & 0xe0 == 0x20 {
-            // Dynamic table size update.
-            i += decode_int(&src[i..], 5)?.1;
-            continue;
-        }
-        // Literal: with incremental indexing (01), without indexing (0000), never indexed (0001).
-        let prefix = if b & 0x40 != 0 { 6 } else { 4 };
-        let (name_index, n) = decode_int(&src[i..], prefix)?;
-        i += n;
-        let is_authority = if name_index == 0 {
-            let name = parse_string(src, i)?;
-            i = name.end;
-            decoded_eq(src, &name, b":authority", decoded)?
-        } else {
-            name_index == 1
-        };
-        let value = parse_string(src, i)?;
-        i = value.end;
-        if !is_authority {
-            continue;
-        }
-        let raw = &src[value.start..value.end];
-        let plain: &[u8] = if value.huffman {
-            huffman_decode(raw, decoded)?;
-            decoded
-        } else {
-            raw
-        };
-        if let Some(fixed) = fixed_authority(plain) {
-            dst.extend_from_slice(&src[copied..value.header]);
-            encode_int(dst, fixed.len(), 7, 0);
-            dst.extend_from_slice(fixed);
-            copied = value.end;
-            changed = true;
-        }
-    }
-    if changed {
-        dst.extend_from_slice(&src[copied..]);
-    }
-    Ok(changed)
-}
-
-/// A string literal (RFC 7541 §5.2) in a header block.
-struct StringRef {
-    /// Offset of its first byte (the H bit and length).
-    header: usize,
-    huffman: bool,
-    /// Its octets: `start..end`.
-    start: usize,
-    end: usize,
-}
-
-fn parse_string(src: &[u8], at: usize) -> Result<StringRef, Malformed> {
-    let first = *src.get(at).ok_or(Malformed)?;
-    let (len, n) = decode_int(&src[at..], 7)?;
-    let start = at + n;
-    let end = start.checked_add(len).ok_or(Malformed)?;
-    if end > src.len() {
-        return Err(Malformed);
-    }
-    Ok(StringRef {
-        header: at,
-        huffman: first & 0x80 != 0,
-        start,
-        end,
-    })
-}
-
-fn decoded_eq(
-    src: &[u8],
-    s: &StringRef,
-    want: &[u8],
-    decoded: &mut Vec<u8>,
-) -> Result<bool, Malformed> {
-    let raw = &src[s.start..s.end];
-    if !s.huffman {
-        return Ok(raw == want);
-    }
-    // Every symbol takes at most 30 bits: longer encodings cannot decode to `want`.
-    if raw.len() > want.len() * 4 {
-        return Ok(false);
-    }
-    huffman_decode(raw, decoded)?;
-    Ok(decoded.as_slice() == want)
-}
-
-/// The repaired `:authority` for `value`, or `None` if it is left alone: `http://h:p/x` →
-/// `h:p`. Always strictly shorter than `value` (see the module docs for why that matters).
-fn fixed_authority(value: &[u8]) -> Option<&[u8]> {
-    let at = value.windows(3).position(|w| w == b"://")?;
-    let rest = &value[at + 3..];
-    let end = rest
-        .iter()
-        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
-    let host = &rest[..end];
-    if !host.is_empty() {
-        Some(host)
-    } else if value.len() > b"localhost".len() {
-        Some(b"localhost")
-    } else {
-        None
-    }
-}
-
-/// Decodes an HPACK integer with an `prefix`-bit prefix (RFC 7541 §5.1) at the start of
-/// `src`: (value, bytes used).
-fn decode_int(src: &[u8], prefix: u32) -> Result<(usize, usize), Malformed> {
-    let max = (1u8 << prefix) - 1;
-    let first = src.first().ok_or(Malformed)? & max;
-    if first < max {
-        return Ok((usize::from(first), 1));
-    }
-    let mut value = u64::from(max);
-    let mut shift = 0u32;
-    for (k, &b) in src[1..].iter().enumerate() {
-        if shift > 28 {
-            return Err(Malformed); // far beyond any real length or index
-        }
-        value += u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            let value = usize::try_from(value).map_err(|_| Malformed)?;
-            return Ok((value, k + 2));
-        }
-        shift += 7;
-    }
-    Err(Malformed)
-}
-
-/// Appends `value` as an HPACK integer with a `prefix`-bit prefix; `flags` fills the bits above
-/// the prefix in the first byte.
-fn encode_int(dst: &mut Vec<u8>, mut value: usize, prefix: u32, flags: u8) {
-    let max = (1usize << prefix) - 1;
-    if value < max {
-        dst.push(flags | value as u8);
-        return;
-    }
-    dst.push(flags | max as u8);
-    value -= max;
-    while value >= 0x80 {
-        dst.push((value & 0x7f) as u8 | 0x80);
-        value >>= 7;
-    }
-    dst.push(value as u8);
-}
-
-// ---------------------------------------------------------------- Huffman
-
-/// Code length in bits of each symbol 0..=256 (256 = EOS) of the HPACK Huffman code (RFC 7541
-/// Appendix B). The code is canonical (codes are consecutive in order of length, then symbol),
-/// so the lengths alone define it.
-const HUFFMAN_LENGTHS: [u8; 257] = [
-    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28,
-    28, 28, 28, 28, 28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5,
-    5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6,
-    6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22,
-    23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22,
-    21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20,
-    22, 22, 22, 23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19,
-    21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22,
-    22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
-];
-const HUFFMAN_MAX_LEN: usize = 30;
-const EOS: u16 = 256;
-
-/// Canonical decoding tables: symbols ordered by (length, symbol), and how many codes each
-/// length has.
-struct Canonical {
-    count: [u16; HUFFMAN_MAX_LEN + 1],
-    symbols: [u16; 257],
-}
-
-const CANONICAL: Canonical = {
-    let mut count = [0u16; HUFFMAN_MAX_LEN + 1];
-    let mut s = 0;
-    while s < 257 {
-        count[HUFFMAN_LENGTHS[s] as usize] += 1;
-        s += 1;
-    }
-    let mut symbols = [0u16; 257];
-    let mut k = 0;
-    let mut len = 1;
-    while len <= HUFFMAN_MAX_LEN {
-        let mut s = 0;
-        while s < 257 {
-            if HUFFMAN_LENGTHS[s] as usize == len {
-                symbols[k] = s as u16;
-                k += 1;
-            }
-            s += 1;
-        }
-        len += 1;
-    }
-    Canonical { count, symbols }
-};
-
-/// Decodes a Huffman-coded string (RFC 7541 §5.2) into `out` (cleared first). Rejects EOS
-/// inside the string and padding that is longer than 7 bits or not all ones.
-fn huffman_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
-    out.clear();
-    // Canonical decoding, one bit at a time (as zlib's puff.c): `code` holds the bits of the
-    // current symbol so far, `first` the first code of length `len`, `index` the number of
-    // symbols with shorter codes.
-    let (mut code, mut first, mut index, mut len) = (0u32, 0u32, 0usize, 0usize);
-    for &byte in src {
-        for bit in (0..8).rev() {
-            code |= u32::from((byte >> bit) & 1);
-            len += 1;
-            let count = u32::from(CANONICAL.count[len]);
-            if code < first + count {
-                let sym = CANONICAL.symbols[index + (code - first) as usize];
-                if sym == EOS {
-                    return Err(Malformed);
-                }
-                out.push(sym as u8);
-                (code, first, index, len) = (0, 0, 0, 0);
-            } else {
-                if len == HUFFMAN_MAX_LEN {
-                    return Err(Malformed);
-                }
-                index += count as usize;
-                first = (first + count) << 1;
-                code <<= 1;
-            }
-        }
-    }
-    // Padding: a prefix of EOS (all ones), at most 7 bits. `code` was shifted once more.
-    if len > 7 || code >> 1 != (1 << len) - 1 {
-        return Err(Malformed);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::frames::{
+        put_frame_header, stream_id, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY,
+        MAX_FRAME_PAYLOAD, TYPE_CONTINUATION,
+    };
+    use super::hpack::{encode_int, parse_string};
+    use super::huffman::huffman_encode;
     use super::*;
     use tokio::io::AsyncReadExt;
 
     // ------------------------------------------------------------ helpers
-
-    /// Huffman-encodes `s` with the canonical code (test helper; the wrapper never encodes).
-    fn huffman_encode(s: &[u8]) -> Vec<u8> {
-        let mut codes = [0u32; 257];
-        let mut code = 0u32;
-        let mut prev_len = 0u8;
-        for (k, &sym) in CANONICAL.symbols.iter().enumerate() {
-            let len = HUFFMAN_LENGTHS[usize::from(sym)];
-            if k > 0 {
-                code = (code + 1) << (len - prev_len);
-            }
-            prev_len = len;
-            codes[usize::from(sym)] = code;
-        }
-        let (mut acc, mut nbits, mut out) = (0u64, 0u32, Vec::new());
-        for &c in s {
-            let len = u32::from(HUFFMAN_LENGTHS[usize::from(c)]);
-            acc = (acc << len) | u64::from(codes[usize::from(c)]);
-            nbits += len;
-            while nbits >= 8 {
-                out.push((acc >> (nbits - 8)) as u8);
-                nbits -= 8;
-            }
-        }
-        if nbits > 0 {
-            let pad = 8 - nbits;
-            out.push(((acc << pad) | ((1 << pad) - 1)) as u8);
-        }
-        out
-    }
 
     fn string(dst: &mut Vec<u8>, s: &[u8], huffman: bool) {
         if huffman {
@@ -867,90 +472,6 @@ mod tests {
     }
 
     const CHUNKS: [usize; 4] = [1, 7, 100, 1 << 20];
-
-    // ------------------------------------------------------------ Huffman and integers
-
-    #[test]
-    fn huffman_matches_rfc7541_examples() {
-        // RFC 7541 C.4.1 and C.6.1.
-        let www = [
-            0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
-        ];
-        let mut out = Vec::new();
-        huffman_decode(&www, &mut out).unwrap();
-        assert_eq!(out, b"www.example.com");
-        assert_eq!(huffman_encode(b"www.example.com"), www);
-        let url = [
-            0x9d, 0x29, 0xad, 0x17, 0x18, 0x63, 0xc7, 0x8f, 0x0b, 0x97, 0xc8, 0xe9, 0xae, 0x82,
-            0xae, 0x43, 0xd3,
-        ];
-        huffman_decode(&url, &mut out).unwrap();
-        assert_eq!(out, b"https://www.example.com");
-        let date = [
-            0xd0, 0x7a, 0xbe, 0x94, 0x10, 0x54, 0xd4, 0x44, 0xa8, 0x20, 0x05, 0x95, 0x04, 0x0b,
-            0x81, 0x66, 0xe0, 0x82, 0xa6, 0x2d, 0x1b, 0xff,
-        ];
-        huffman_decode(&date, &mut out).unwrap();
-        assert_eq!(out, b"Mon, 21 Oct 2013 20:13:21 GMT");
-    }
-
-    #[test]
-    fn huffman_round_trips_every_byte_and_rejects_bad_padding() {
-        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        let mut out = Vec::new();
-        huffman_decode(&huffman_encode(&all), &mut out).unwrap();
-        assert_eq!(out, all);
-        huffman_decode(&[], &mut out).unwrap();
-        assert!(out.is_empty());
-        // '0' is 00000: padding with zeros is invalid; a whole byte of ones is too long.
-        assert_eq!(huffman_decode(&[0x00], &mut out), Err(Malformed));
-        assert_eq!(huffman_decode(&[0x07, 0xff], &mut out), Err(Malformed));
-        assert!(huffman_decode(&[0x07], &mut out).is_ok()); // "0" + 3 bits of padding
-        assert_eq!(out, b"0");
-        // EOS (30 ones) inside the string.
-        assert_eq!(
-            huffman_decode(&[0xff, 0xff, 0xff, 0xff], &mut out),
-            Err(Malformed)
-        );
-    }
-
-    #[test]
-    fn integers_follow_rfc7541_c1() {
-        let mut v = Vec::new();
-        encode_int(&mut v, 10, 5, 0);
-        assert_eq!(v, [0x0a]);
-        v.clear();
-        encode_int(&mut v, 1337, 5, 0);
-        assert_eq!(v, [0x1f, 0x9a, 0x0a]);
-        assert_eq!(decode_int(&v, 5), Ok((1337, 3)));
-        assert_eq!(decode_int(&[0x2a], 8 - 1), Ok((42, 1)));
-        assert_eq!(decode_int(&[0x1f, 0x9a], 5), Err(Malformed));
-        assert_eq!(
-            decode_int(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 7),
-            Err(Malformed)
-        );
-        for n in [0, 1, 126, 127, 128, 300, 16_384, 1 << 20] {
-            v.clear();
-            encode_int(&mut v, n, 7, 0x80);
-            assert_eq!(decode_int(&v, 7), Ok((n, v.len())));
-        }
-    }
-
-    #[test]
-    fn fixed_authority_cases() {
-        assert_eq!(fixed_authority(b"127.0.0.1:2379"), None);
-        assert_eq!(
-            fixed_authority(b"http://127.0.0.1:1/"),
-            Some(&b"127.0.0.1:1"[..])
-        );
-        assert_eq!(fixed_authority(b"https://h:2/a/b?c"), Some(&b"h:2"[..]));
-        assert_eq!(
-            fixed_authority(b"unix:///tmp/etcd.sock"),
-            Some(&b"localhost"[..])
-        );
-        assert_eq!(fixed_authority(b"x:///"), None);
-    }
-
     // ------------------------------------------------------------ the stream
 
     #[tokio::test]
