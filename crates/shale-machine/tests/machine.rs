@@ -65,9 +65,8 @@ fn leases_attach_and_revoke_with_delete_events() {
     m.hub().create(
         sid,
         WatchSpec {
-            range: Some(KeyRange::From(Bytes::from_static(b"\0"))),
             prev_kv: true,
-            ..Default::default()
+            ..WatchSpec::new(KeyRange::From(Bytes::from_static(b"\0")))
         },
     );
     let out = m

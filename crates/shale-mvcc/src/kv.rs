@@ -14,8 +14,8 @@ use bytes::Bytes;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
     compare, range_request, request_op, response_op, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 use shale_api::mvccpb::KeyValue;
 
@@ -439,12 +439,16 @@ impl<V: ReadView> ReadView for FirstRev<'_, V> {
     }
 }
 
-fn exec_txn(
-    w: &mut WriteTxn<'_, '_>,
+/// Executes one request op that is not a nested txn.
+type Leaf<'a> = dyn FnMut(&request_op::Request) -> Result<Option<response_op::Response>> + 'a;
+
+/// Walks the taken branch of `t` (and of every nested txn on `path`), answering each op with
+/// `leaf`; the one place that shapes txn responses for both write and read-only txns.
+fn exec_branch(
     t: &TxnRequest,
     path: &[bool],
     pos: &mut usize,
-    leases: &dyn Leases,
+    leaf: &mut Leaf<'_>,
 ) -> Result<TxnResponse> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
@@ -452,20 +456,12 @@ fn exec_txn(
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => {
-                Some(response_op::Response::ResponseRange(range(w, r)?))
-            }
-            Some(request_op::Request::RequestPut(p)) => {
-                Some(response_op::Response::ResponsePut(put(w, p, leases, true)?))
-            }
-            Some(request_op::Request::RequestDeleteRange(d)) => Some(
-                response_op::Response::ResponseDeleteRange(delete_range(w, d)?),
-            ),
             Some(request_op::Request::RequestTxn(n)) => {
-                let mut r = exec_txn(w, n, path, pos, leases)?;
+                let mut r = exec_branch(n, path, pos, leaf)?;
                 r.header = Some(ResponseHeader::default());
                 Some(response_op::Response::ResponseTxn(r))
             }
+            Some(r) => leaf(r)?,
             None => None,
         };
         responses.push(ResponseOp { response });
@@ -474,6 +470,29 @@ fn exec_txn(
         header: None,
         succeeded: ok,
         responses,
+    })
+}
+
+fn exec_txn(
+    w: &mut WriteTxn<'_, '_>,
+    t: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+    leases: &dyn Leases,
+) -> Result<TxnResponse> {
+    exec_branch(t, path, pos, &mut |r| {
+        Ok(match r {
+            request_op::Request::RequestRange(r) => {
+                Some(response_op::Response::ResponseRange(range(&*w, r)?))
+            }
+            request_op::Request::RequestPut(p) => {
+                Some(response_op::Response::ResponsePut(put(w, p, leases, true)?))
+            }
+            request_op::Request::RequestDeleteRange(d) => Some(
+                response_op::Response::ResponseDeleteRange(delete_range(w, d)?),
+            ),
+            request_op::Request::RequestTxn(_) => None, // walked by exec_branch
+        })
     })
 }
 
@@ -497,34 +516,13 @@ fn exec_read_txn(
     path: &[bool],
     pos: &mut usize,
 ) -> Result<TxnResponse> {
-    let ok = path.get(*pos).copied().unwrap_or(false);
-    *pos += 1;
-    let ops = if ok { &t.success } else { &t.failure };
-    let mut responses = Vec::with_capacity(ops.len());
-    for op in ops {
-        let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => {
+    // A read-only txn holds only ranges (and nested read-only txns).
+    exec_branch(t, path, pos, &mut |r| {
+        Ok(match r {
+            request_op::Request::RequestRange(r) => {
                 Some(response_op::Response::ResponseRange(range(view, r)?))
             }
-            Some(request_op::Request::RequestTxn(n)) => {
-                let mut r = exec_read_txn(view, n, path, pos)?;
-                r.header = Some(ResponseHeader::default());
-                Some(response_op::Response::ResponseTxn(r))
-            }
             _ => None,
-        };
-        responses.push(ResponseOp { response });
-    }
-    Ok(TxnResponse {
-        header: None,
-        succeeded: ok,
-        responses,
+        })
     })
-}
-
-/// Wraps a request op list for tests and callers building txns.
-pub fn op_range(r: RangeRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestRange(r)),
-    }
 }

@@ -248,7 +248,7 @@ impl World {
 
     /// What a watcher of `range` from `start` must see up to `to`, per the model.
     fn expected(&self, spec: &WatchSpec, from: i64, to: i64) -> Vec<Event> {
-        let range = spec.range.as_ref().expect("range");
+        let range = &spec.range;
         self.model
             .lock()
             .events(from, to)
@@ -270,10 +270,7 @@ impl World {
 }
 
 fn spec(key: &str, end: &str) -> WatchSpec {
-    WatchSpec {
-        range: Some(KeyRange::new(b(key), b(end))),
-        ..Default::default()
-    }
+    WatchSpec::new(KeyRange::new(b(key), b(end)))
 }
 
 fn all_keys() -> WatchSpec {

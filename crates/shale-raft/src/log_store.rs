@@ -385,13 +385,12 @@ impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C>
 where
     C::Entry: Clone,
 {
+    /// Reads go through the same code as replication's [`LogReader`].
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        self.shared
-            .read_range(range, None)
-            .map_err(|e| sto_err::<C>(e, ErrorSubject::Logs, ErrorVerb::Read))
+        self.reader().try_get_log_entries(range).await
     }
 
     async fn limited_get_log_entries(
@@ -399,9 +398,7 @@ where
         start: u64,
         end: u64,
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        self.shared
-            .read_range(start..end, Some(self.opts.max_read_bytes))
-            .map_err(|e| sto_err::<C>(e, ErrorSubject::Logs, ErrorVerb::Read))
+        self.reader().limited_get_log_entries(start, end).await
     }
 }
 

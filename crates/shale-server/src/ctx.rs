@@ -187,6 +187,11 @@ impl Ctx {
     }
 }
 
+/// The state machine answered a proposal with a response of another kind (a bug).
+pub fn unexpected_response() -> Status {
+    Status::internal("state machine answered with an unexpected response type")
+}
+
 /// True when the request carries `hasleader=true`.
 pub fn requires_leader(md: &MetadataMap) -> bool {
     md.get("hasleader").and_then(|v| v.to_str().ok()) == Some("true")

@@ -17,14 +17,10 @@ use shale_machine::auth_store::encode_base64;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Need, BCRYPT_COST};
-use crate::ctx::Ctx;
+use crate::ctx::{unexpected_response, Ctx};
 
 pub struct AuthService {
     pub ctx: Arc<Ctx>,
-}
-
-fn unexpected() -> Status {
-    Status::internal("state machine answered with an unexpected response type")
 }
 
 /// bcrypt hash (`$2a$`, like Go's) of a password, base64-encoded as etcd puts it in
@@ -59,7 +55,7 @@ macro_rules! change {
                 ctx.fill(&mut a.header);
                 Ok(Response::new(a))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }};
 }
@@ -181,7 +177,7 @@ impl Auth for AuthService {
                 ctx.fill(&mut a.header);
                 Ok(Response::new(a))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -239,7 +235,7 @@ impl Auth for AuthService {
                 ctx.fill(&mut a.header);
                 Ok(Response::new(a))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 

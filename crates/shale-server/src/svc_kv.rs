@@ -21,14 +21,10 @@ use shale_mvcc::kv;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Need};
-use crate::ctx::{status_of, Ctx};
+use crate::ctx::{status_of, unexpected_response, Ctx};
 
 pub struct KvService {
     pub ctx: Arc<Ctx>,
-}
-
-fn unexpected() -> Status {
-    Status::internal("state machine answered with an unexpected response type")
 }
 
 fn txn_serializable(t: &TxnRequest) -> bool {
@@ -87,7 +83,7 @@ impl Kv for KvService {
                 ctx.fill(&mut p.header);
                 Ok(Response::new(p))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -106,7 +102,7 @@ impl Kv for KvService {
                 ctx.fill(&mut d.header);
                 Ok(Response::new(d))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -132,7 +128,7 @@ impl Kv for KvService {
                 ctx.fill(&mut t.header);
                 Ok(Response::new(t))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -156,7 +152,7 @@ impl Kv for KvService {
                 ctx.fill(&mut c.header);
                 Ok(Response::new(c))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 

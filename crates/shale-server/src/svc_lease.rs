@@ -18,14 +18,10 @@ use shale_api::validate;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Caller, Need};
-use crate::ctx::Ctx;
+use crate::ctx::{unexpected_response, Ctx};
 
 pub struct LeaseService {
     pub ctx: Arc<Ctx>,
-}
-
-fn unexpected() -> Status {
-    Status::internal("state machine answered with an unexpected response type")
 }
 
 impl LeaseService {
@@ -71,7 +67,7 @@ impl Lease for LeaseService {
                 ctx.fill(&mut g.header);
                 Ok(Response::new(g))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -89,7 +85,7 @@ impl Lease for LeaseService {
                 ctx.fill(&mut g.header);
                 Ok(Response::new(g))
             }
-            _ => Err(unexpected()),
+            _ => Err(unexpected_response()),
         }
     }
 

@@ -21,7 +21,7 @@ use shale_mvcc::hash;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Need};
-use crate::ctx::{status_of, Ctx};
+use crate::ctx::{status_of, unexpected_response, Ctx};
 
 pub struct MaintenanceService {
     pub ctx: Arc<Ctx>,
@@ -52,9 +52,7 @@ impl Maintenance for MaintenanceService {
                 ctx.fill(&mut a.header);
                 Ok(Response::new(a))
             }
-            _ => Err(Status::internal(
-                "state machine answered with an unexpected response type",
-            )),
+            _ => Err(unexpected_response()),
         }
     }
 

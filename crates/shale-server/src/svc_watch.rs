@@ -59,7 +59,7 @@ fn spec_of(c: shale_api::etcdserverpb::WatchCreateRequest) -> WatchSpec {
         c.key
     };
     WatchSpec {
-        range: Some(KeyRange::new(key, c.range_end)),
+        range: KeyRange::new(key, c.range_end),
         start_revision: c.start_revision,
         prev_kv: c.prev_kv,
         progress_notify: c.progress_notify,

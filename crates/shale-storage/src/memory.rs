@@ -85,9 +85,6 @@ impl Iterator for ChunkedScan<'_> {
         if let Some(kv) = self.buf.next() {
             return Some(Ok(kv));
         }
-        if matches!(self.next, Bound::Unbounded) && !self.buf.as_slice().is_empty() {
-            return None;
-        }
         let map = self.engine.map.read();
         let chunk: Vec<KvPair> = map
             .range::<[u8], _>((as_ref(&self.next), as_ref(&self.end)))

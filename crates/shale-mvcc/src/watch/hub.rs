@@ -24,9 +24,9 @@ pub trait WatchSink: Send + Sync + 'static {
 }
 
 /// What a client asked to watch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WatchSpec {
-    pub range: Option<KeyRange>,
+    pub range: KeyRange,
     /// 0 = from the next revision.
     pub start_revision: i64,
     pub prev_kv: bool,
@@ -35,6 +35,21 @@ pub struct WatchSpec {
     pub no_delete: bool,
     /// Client-chosen id, or 0 to let the hub pick the lowest free one.
     pub watch_id: i64,
+}
+
+impl WatchSpec {
+    /// A watch of `range` from the next revision, no options.
+    pub fn new(range: KeyRange) -> Self {
+        Self {
+            range,
+            start_revision: 0,
+            prev_kv: false,
+            progress_notify: false,
+            no_put: false,
+            no_delete: false,
+            watch_id: 0,
+        }
+    }
 }
 
 pub(crate) struct Watcher {
@@ -187,18 +202,13 @@ impl WatchHub {
             );
             return None;
         }
-        if let Some(KeyRange::Interval(a, b)) = &spec.range {
+        if let KeyRange::Interval(a, b) = &spec.range {
             if b <= a {
                 stream.sink.send(fail("mvcc: watcher range is empty"), true);
                 return None;
             }
         }
-        let Some(range) = spec.range else {
-            stream
-                .sink
-                .send(fail("etcdserver: key is not provided"), true);
-            return None;
-        };
+        let range = spec.range;
         if spec.start_revision < 0 {
             stream
                 .sink
