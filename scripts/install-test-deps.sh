@@ -21,6 +21,8 @@ apt_pkgs=()
 [[ -x /usr/bin/etcd ]] || apt_pkgs+=(etcd-server)
 [[ -x /usr/bin/etcdctl ]] || apt_pkgs+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || apt_pkgs+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/*.proto), which etcd-client's build imports
+[[ -f /usr/include/google/protobuf/descriptor.proto ]] || apt_pkgs+=(libprotobuf-dev)
 command -v jq >/dev/null 2>&1 || apt_pkgs+=(jq)
 command -v curl >/dev/null 2>&1 || apt_pkgs+=(curl)
 command -v "$PY" >/dev/null 2>&1 || apt_pkgs+=(python3)
