@@ -1,4 +1,5 @@
 //! shale-testkit
 pub mod diff;
+pub mod linearize;
 pub mod model;
 pub mod process;
