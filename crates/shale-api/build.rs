@@ -16,6 +16,7 @@ const PROTO_FILES: &[&str] = &[
     "authpb/auth.proto",
     "etcdserverpb/rpc.proto",
     "shale/internal.proto",
+    "shale/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -17,6 +17,7 @@ mod alarms;
 pub mod auth_store;
 pub mod lessor;
 mod machine;
+pub mod members;
 pub mod snapshot;
 
 pub use machine::{response_result, Error, Machine, MachineConfig, Result};

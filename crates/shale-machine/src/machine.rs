@@ -161,6 +161,11 @@ impl Machine {
         self.inner.lock().alarms.has(a)
     }
 
+    /// Names and client URLs the members have published (see [`crate::members`]).
+    pub fn member_attrs(&self) -> Result<Vec<shale_api::shalepb::MemberAttr>> {
+        crate::members::load_member_attrs(&**self.store.engine())
+    }
+
     /// The Raft state stored with the last applied batch.
     pub fn raft_state(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.store.engine().get(RAFT_STATE_KEY)?)
@@ -366,6 +371,13 @@ fn apply_one(
             }))
         }
         Request::Alarm(a) => ok(Response::Alarm(apply_alarm(inner, batch, &a))),
+        Request::MemberPublish(m) => {
+            batch.put_meta(
+                crate::members::member_key(m.id),
+                prost::Message::encode_to_vec(&m),
+            );
+            ok(Response::MemberPublish(m))
+        }
         other => apply_auth(&mut auth.write(), batch, other)?,
     })
 }

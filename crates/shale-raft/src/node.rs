@@ -4,9 +4,15 @@
 //!
 //! Data directory layout (`<data-dir>/member/`): `raft/` the durable log, `state/` the sled
 //! state store, `snap/` state machine snapshots.
+//!
+//! Writes and linearizable reads work on every member: the leader proposes and confirms
+//! reads itself; a follower sends its proposer's batches and its read-index requests to
+//! the leader over the peer port ([`crate::peer`]) and waits until its own state machine
+//! has applied the answer's index, so a client sees the same results on any member.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +24,7 @@ use shale_machine::{Machine, MachineConfig};
 use shale_storage::{Engine, SledEngine};
 
 use crate::app::{NodeId, Raft, TypeConfig};
-use crate::network::NoPeers;
+use crate::peer::{Forwarder, PeerConfig, PeerNetwork, Peers};
 use crate::proposer::Proposer;
 use crate::read_barrier::ReadBarriers;
 use crate::state_machine::StateMachineStore;
@@ -29,8 +35,14 @@ use crate::{LogStore, LogStoreOptions};
 pub struct NodeConfig {
     /// This member's id.
     pub id: NodeId,
-    /// Address peers use to reach this member (its advertised peer URL).
+    /// Address peers use to reach this member (its advertised peer URLs, comma separated).
     pub peer_url: String,
+    /// Cluster, group and dialing settings of the peer traffic.
+    pub peer: PeerConfig,
+    /// The members of a new cluster (`--initial-cluster-state new`), this one included:
+    /// a member whose log is empty initializes the group with them. Empty when joining an
+    /// existing cluster: the member then waits for the leader to replicate to it.
+    pub bootstrap: BTreeMap<NodeId, BasicNode>,
     /// `<data-dir>/member`.
     pub dir: PathBuf,
     /// Leader heartbeat interval (etcd `--heartbeat-interval`, ms).
@@ -63,6 +75,13 @@ impl NodeConfig {
         if self.snapshot_count == 0 {
             return Err("--snapshot-count must be > 0".into());
         }
+        if self.peer.member_id != self.id {
+            return Err("peer config names another member".into());
+        }
+        if !self.bootstrap.is_empty() && !self.bootstrap.contains_key(&self.id) {
+            return Err("the initial members do not include this member".into());
+        }
+        self.peer.validate()?;
         self.machine.validate()
     }
 }
@@ -91,6 +110,39 @@ pub struct RaftNode {
     timeout: Duration,
     proposer: Proposer,
     barriers: ReadBarriers,
+    peers: Arc<Peers>,
+    forwarder: Forwarder,
+    held: Arc<ProposalHold>,
+}
+
+/// Holds new proposals while leadership is being handed over.
+#[derive(Default)]
+pub(crate) struct ProposalHold {
+    held: AtomicBool,
+    released: tokio::sync::Notify,
+}
+
+impl ProposalHold {
+    /// Waits while proposals are held.
+    pub(crate) async fn pass(&self) {
+        while self.held.load(Ordering::Acquire) {
+            let n = self.released.notified();
+            if !self.held.load(Ordering::Acquire) {
+                break;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Releases held proposals when dropped.
+pub(crate) struct HoldGuard(Arc<ProposalHold>);
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.0.held.store(false, Ordering::Release);
+        self.0.released.notify_waiters();
+    }
 }
 
 /// Role and progress of this member, for Status and metrics.
@@ -151,27 +203,39 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| NodeError::Config(e.to_string()))?,
         );
-        let raft = Raft::new(cfg.id, config, NoPeers, log, sm)
+        let peers = Arc::new(Peers::new(cfg.peer.clone()));
+        let raft = Raft::new(cfg.id, config, PeerNetwork::new(peers.clone()), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let mut members = BTreeMap::new();
-        members.insert(
-            cfg.id,
-            BasicNode {
-                addr: cfg.peer_url.clone(),
-            },
-        );
-        match raft.initialize(members).await {
-            Ok(()) => {}
-            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {
-                // Already initialized: a restart. A one-member group need not wait for an
-                // election timeout to find out it is the leader.
-                let _ = raft.trigger().elect().await;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if !initialized && !cfg.bootstrap.is_empty() {
+            match raft.initialize(cfg.bootstrap.clone()).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(NodeError::Raft(e.to_string())),
             }
-            Err(e) => return Err(NodeError::Raft(e.to_string())),
         }
-        let proposer = Proposer::start(raft.clone());
-        let barriers = ReadBarriers::new(raft.clone());
+        let sole_voter = {
+            let m = raft.metrics().borrow().clone();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            voters == [cfg.id]
+        };
+        if sole_voter {
+            // A one-member group need not wait an election timeout to find out it leads.
+            let _ = raft.trigger().elect().await;
+        }
+        let forwarder = Forwarder::new(raft.clone(), peers.clone());
+        let held = Arc::new(ProposalHold::default());
+        let proposer = Proposer::start(
+            raft.clone(),
+            forwarder.clone(),
+            held.clone(),
+            cfg.request_timeout,
+        );
+        let barriers = ReadBarriers::new(raft.clone(), forwarder.clone(), cfg.request_timeout);
         Ok(Arc::new(Self {
             raft,
             machine,
@@ -179,6 +243,9 @@ impl RaftNode {
             timeout: cfg.request_timeout,
             proposer,
             barriers,
+            peers,
+            forwarder,
+            held,
         }))
     }
 
@@ -192,6 +259,25 @@ impl RaftNode {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    pub(crate) fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// How long a request may wait for the cluster.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Holds new proposals until the guard is dropped (leadership transfer).
+    pub(crate) fn hold_proposals(&self) -> HoldGuard {
+        self.held.held.store(true, Ordering::Release);
+        HoldGuard(self.held.clone())
     }
 
     pub fn status(&self) -> NodeStatus {

@@ -15,10 +15,16 @@ use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use shale_api::error::EtcdError;
-use shale_api::shalepb::{InternalBatch, InternalRequest, InternalResponse};
+use shale_api::shalepb::{InternalBatch, InternalBatchResponse, InternalRequest, InternalResponse};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use std::time::Duration;
+
+use shale_api::shalepb::{forward_request, forward_response};
+
 use crate::app::{Command, Raft};
+use crate::node::ProposalHold;
+use crate::peer::{Forwarder, Route};
 
 /// Proposals in flight at once (one being made durable, one queued behind it in openraft).
 const IN_FLIGHT: usize = 2;
@@ -41,9 +47,22 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the batching task for `raft`.
-    pub fn start(raft: Raft) -> Self {
+    pub fn start(
+        raft: Raft,
+        forwarder: Forwarder,
+        held: Arc<ProposalHold>,
+        timeout: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(
+            Sender {
+                raft,
+                forwarder,
+                held,
+                timeout,
+            },
+            rx,
+        ));
         Self { tx }
     }
 
@@ -57,7 +76,7 @@ impl Proposer {
     }
 }
 
-fn map_err(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> EtcdError {
+pub(crate) fn map_write_err(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             if f.leader_id.is_some() {
@@ -71,7 +90,52 @@ fn map_err(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> Etc
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+/// Sends one batch where the leader is.
+#[derive(Clone)]
+struct Sender {
+    raft: Raft,
+    forwarder: Forwarder,
+    held: Arc<ProposalHold>,
+    timeout: Duration,
+}
+
+impl Sender {
+    async fn send(&self, batch: InternalBatch) -> Result<InternalBatchResponse, EtcdError> {
+        self.held.pass().await;
+        let forward = |id, urls: String, batch| async move {
+            match self
+                .forwarder
+                .send(
+                    id,
+                    &urls,
+                    forward_request::Request::Propose(batch),
+                    self.timeout,
+                )
+                .await?
+            {
+                forward_response::Response::Propose(r) => Ok(r),
+                _ => Err(EtcdError::Corrupt),
+            }
+        };
+        match self.forwarder.route(self.timeout).await? {
+            Route::Remote(id, urls) => forward(id, urls, batch).await,
+            Route::Local => match self.raft.client_write(Command(batch.clone())).await {
+                Ok(resp) => Ok(resp.data.0),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    // Leadership moved between the check and the write: nothing was
+                    // proposed here, so the batch goes to the new leader.
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(node)) => forward(id, node.addr, batch).await,
+                        _ => Err(EtcdError::NoLeader),
+                    }
+                }
+                Err(e) => Err(map_write_err(e)),
+            },
+        }
+    }
+}
+
+async fn run(sender: Sender, mut rx: mpsc::UnboundedReceiver<Proposal>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         // Wait for a free slot first: meanwhile more requests queue and join this batch.
@@ -89,24 +153,21 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let sender = sender.clone();
         tokio::spawn(async move {
             let (reqs, txs): (Vec<InternalRequest>, Vec<oneshot::Sender<Answer>>) =
                 batch.into_iter().map(|p| (p.req, p.tx)).unzip();
             let n = reqs.len();
-            match raft
-                .client_write(Command(InternalBatch { requests: reqs }))
-                .await
-            {
-                Ok(resp) if resp.data.0.responses.len() == n => {
-                    for (tx, r) in txs.into_iter().zip(resp.data.0.responses) {
+            match sender.send(InternalBatch { requests: reqs }).await {
+                Ok(resp) if resp.responses.len() == n => {
+                    for (tx, r) in txs.into_iter().zip(resp.responses) {
                         let _ = tx.send(Ok(r));
                     }
                 }
                 Ok(resp) => {
                     tracing::error!(
                         sent = n,
-                        answered = resp.data.0.responses.len(),
+                        answered = resp.responses.len(),
                         "batch answered with the wrong number of responses"
                     );
                     for tx in txs {
@@ -114,7 +175,6 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
                     }
                 }
                 Err(e) => {
-                    let e = map_err(e);
                     for tx in txs {
                         let _ = tx.send(Err(e));
                     }

@@ -14,7 +14,12 @@ use parking_lot::Mutex;
 use shale_api::error::EtcdError;
 use tokio::sync::oneshot;
 
+use std::time::Duration;
+
+use shale_api::shalepb::{forward_request, forward_response};
+
 use crate::app::Raft;
+use crate::peer::{Forwarder, Route};
 
 type Waiter = oneshot::Sender<Result<(), EtcdError>>;
 
@@ -28,13 +33,17 @@ struct State {
 #[derive(Clone)]
 pub struct ReadBarriers {
     raft: Raft,
+    forwarder: Forwarder,
+    timeout: Duration,
     state: Arc<Mutex<State>>,
 }
 
 impl ReadBarriers {
-    pub fn new(raft: Raft) -> Self {
+    pub fn new(raft: Raft, forwarder: Forwarder, timeout: Duration) -> Self {
         Self {
             raft,
+            forwarder,
+            timeout,
             state: Arc::default(),
         }
     }
@@ -53,6 +62,49 @@ impl ReadBarriers {
         rx.await.unwrap_or(Err(EtcdError::Stopped))
     }
 
+    /// One read point: the leader's read index, then this member's apply reaching it.
+    async fn confirm(&self) -> Result<(), EtcdError> {
+        let index = match self.forwarder.route(self.timeout).await? {
+            Route::Local => match self.raft.get_read_log_id().await {
+                Ok((read, _)) => read.map_or(0, |l| l.index),
+                Err(RaftError::APIError(_)) => {
+                    let has_leader = self.raft.metrics().borrow().current_leader.is_some();
+                    return Err(if has_leader {
+                        EtcdError::NotLeader
+                    } else {
+                        EtcdError::NoLeader
+                    });
+                }
+                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+            },
+            Route::Remote(id, urls) => {
+                match self
+                    .forwarder
+                    .send(
+                        id,
+                        &urls,
+                        forward_request::Request::ReadIndex(true),
+                        self.timeout,
+                    )
+                    .await?
+                {
+                    forward_response::Response::ReadIndex(i) => i,
+                    _ => return Err(EtcdError::Corrupt),
+                }
+            }
+        };
+        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(self.timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| EtcdError::TimeoutWaitAppliedIndex)
+    }
+
     async fn run(self) {
         loop {
             let batch = {
@@ -63,18 +115,7 @@ impl ReadBarriers {
                 }
                 std::mem::take(&mut st.waiting)
             };
-            let r = match self.raft.ensure_linearizable().await {
-                Ok(_) => Ok(()),
-                Err(RaftError::APIError(_)) => {
-                    let has_leader = self.raft.metrics().borrow().current_leader.is_some();
-                    Err(if has_leader {
-                        EtcdError::NotLeader
-                    } else {
-                        EtcdError::NoLeader
-                    })
-                }
-                Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-            };
+            let r = self.confirm().await;
             for w in batch {
                 let _ = w.send(r);
             }

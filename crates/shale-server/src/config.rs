@@ -74,6 +74,16 @@ pub struct Config {
         default_value = "etcd-cluster"
     )]
     pub initial_cluster_token: String,
+    /// Test hook, not an etcd flag: dial some peers at another address than they advertise,
+    /// as `name=host:port` or `peer-url=host:port`, comma separated. Fault tests put a TCP
+    /// proxy on every link this way.
+    #[arg(
+        long = "experimental-peer-dial-override",
+        env = "SHALE_PEER_DIAL_OVERRIDE",
+        default_value = "",
+        hide = true
+    )]
+    pub peer_dial_override: String,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
     #[arg(
         long = "quota-backend-bytes",
@@ -364,6 +374,45 @@ impl Config {
         Ok(out)
     }
 
+    /// This member's advertised peer URLs.
+    pub fn my_peer_urls(&self) -> Vec<String> {
+        split_list(&self.initial_advertise_peer_urls)
+    }
+
+    /// `--initial-cluster` grouped by member name (a member may list several peer URLs).
+    pub fn initial_cluster_members(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for (n, u) in self.initial_members()? {
+            match out.iter_mut().find(|(m, _)| *m == n) {
+                Some((_, urls)) => urls.push(u),
+                None => out.push((n, vec![u])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `--experimental-peer-dial-override` as advertised peer URL → `host:port`.
+    pub fn dial_overrides(&self) -> Result<std::collections::HashMap<String, String>, String> {
+        let members = self.initial_cluster_members()?;
+        let mut out = std::collections::HashMap::new();
+        for part in split_list(&self.peer_dial_override) {
+            let (k, addr) = part.rsplit_once('=').ok_or_else(|| {
+                format!("--experimental-peer-dial-override entry {part:?} is not name=host:port")
+            })?;
+            if k.contains("://") {
+                out.insert(k.to_string(), addr.to_string());
+                continue;
+            }
+            let (_, urls) = members.iter().find(|(n, _)| n == k).ok_or_else(|| {
+                format!("--experimental-peer-dial-override names {k:?}, which is not in --initial-cluster")
+            })?;
+            for u in urls {
+                out.insert(u.clone(), addr.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks the whole configuration; the message is what the operator sees.
     pub fn validate(&self) -> Result<(), String> {
         for (flag, v) in [
@@ -415,12 +464,19 @@ impl Config {
                 self.name
             ));
         }
-        if members.len() > 1 {
+        let mut mine: Vec<String> = mine.iter().map(|(_, u)| u.clone()).collect();
+        let mut advertised = self.my_peer_urls();
+        mine.sort();
+        advertised.sort();
+        if mine != advertised {
             return Err(format!(
-                "--initial-cluster names {} members; this Shale build runs one-member clusters only (replication is planned)",
-                members.len()
+                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
+                self.name,
+                mine.join(","),
+                self.initial_advertise_peer_urls
             ));
         }
+        self.dial_overrides()?;
         if self.max_request_bytes == 0 {
             return Err("--max-request-bytes must be > 0".into());
         }
@@ -444,6 +500,13 @@ impl Config {
         self.progress_notify_interval()?;
         Ok(())
     }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -54,7 +54,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
         metric_listeners.push(l);
     }
-    let member = Member::start(&cfg).await?;
+    let mut peer_listeners = Vec::new();
+    for u in parse_urls(&cfg.listen_peer_urls).map_err(anyhow::Error::msg)? {
+        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for peers on {addr}: {e}"))?;
+        peer_listeners.push(l);
+    }
+    let member = Member::start(&cfg, peer_listeners).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for l in listeners {

@@ -4,6 +4,7 @@
 //! Like mini-redis, [`serve`] takes bound listeners and a shutdown signal, so tests bind
 //! `127.0.0.1:0` and run many members in one process.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,12 @@ use shale_api::etcdserverpb::{
 };
 use shale_api::validate::limits::GRPC_OVERHEAD;
 use shale_machine::MachineConfig;
+use openraft::BasicNode;
+use shale_api::shalepb::raft_peer_server::RaftPeerServer;
+use shale_api::shalepb::internal_request::Request as Cmd;
+use shale_api::shalepb::{HelloRequest, MemberAttr};
+use shale_raft::identity;
+use shale_raft::peer::{PeerConfig, PeerService, Peers};
 use shale_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -29,23 +36,40 @@ use crate::svc_lease::LeaseService;
 use crate::svc_maintenance::MaintenanceService;
 use crate::svc_watch::WatchService;
 
-/// FNV-1a, 64 bit: stable ids derived from names and URLs.
-fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+/// Who this member is and, for a new cluster, who its first members are.
+struct MemberIdentity {
+    member_id: u64,
+    cluster_id: u64,
+    /// The members of a new cluster (empty when joining an existing one).
+    bootstrap: BTreeMap<u64, BasicNode>,
 }
 
-/// Loads (or, for a new data dir, creates) `member/identity`: member id and cluster id.
-/// A data dir created for another cluster token is refused.
-fn identity(cfg: &Config, member_dir: &Path) -> anyhow::Result<(u64, u64)> {
+/// The members of `--initial-cluster`, with their derived ids.
+fn initial_ids(cfg: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)>> {
+    Ok(cfg
+        .initial_cluster_members()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|(name, urls)| (identity::member_id(&urls, &cfg.initial_cluster_token), name, urls))
+        .collect())
+}
+
+/// Loads (or, for a new data dir, decides) `member/identity`: member id, cluster id and the
+/// token. A new cluster's ids are derived from `--initial-cluster` and the token; a member
+/// joining an existing cluster (`--initial-cluster-state existing`) asks the members of
+/// `--initial-cluster` for the cluster and finds itself by its peer URLs.
+async fn identity(cfg: &Config, member_dir: &Path, probe: &Peers) -> anyhow::Result<MemberIdentity> {
     let path = member_dir.join("identity");
-    let peer = cfg.initial_advertise_peer_urls.clone();
+    let initial = initial_ids(cfg)?;
+    let bootstrap_of = |me: u64| -> BTreeMap<u64, BasicNode> {
+        if cfg.initial_cluster_state != "new" || !initial.iter().any(|(id, _, _)| *id == me) {
+            return BTreeMap::new();
+        }
+        initial
+            .iter()
+            .map(|(id, _, urls)| (*id, BasicNode { addr: urls.join(",") }))
+            .collect()
+    };
     if let Ok(s) = std::fs::read_to_string(&path) {
         let f: Vec<&str> = s.split_whitespace().collect();
         let (Some(m), Some(c), Some(tok)) = (f.first(), f.get(1), f.get(2)) else {
@@ -54,23 +78,153 @@ fn identity(cfg: &Config, member_dir: &Path) -> anyhow::Result<(u64, u64)> {
                 path.display()
             );
         };
-        let m = u64::from_str_radix(m, 16)?;
-        let c = u64::from_str_radix(c, 16)?;
-        if *tok != cfg.initial_cluster_token
-            && cfg.initial_cluster_state == "new"
-            && std::env::var_os("SHALE_IGNORE_TOKEN").is_none()
-        {
+        let member_id = u64::from_str_radix(m, 16)?;
+        let cluster_id = u64::from_str_radix(c, 16)?;
+        if *tok != cfg.initial_cluster_token {
             tracing::warn!(stored = tok, flag = %cfg.initial_cluster_token, "--initial-cluster-token differs from the data dir's; using the data dir's (like etcd, initial-* flags are ignored on restart)");
         }
-        return Ok((m, c));
+        return Ok(MemberIdentity {
+            member_id,
+            cluster_id,
+            bootstrap: bootstrap_of(member_id),
+        });
     }
-    let m = fnv64(&[&cfg.name, &peer, &cfg.initial_cluster_token]);
-    let c = fnv64(&[&cfg.initial_cluster, &cfg.initial_cluster_token]);
+    let (member_id, cluster_id) = if cfg.initial_cluster_state == "new" {
+        let ids: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
+        let me = identity::member_id(&cfg.my_peer_urls(), &cfg.initial_cluster_token);
+        (me, identity::cluster_id(&ids, &cfg.initial_cluster_token))
+    } else {
+        join_existing(cfg, &initial, probe).await?
+    };
     std::fs::create_dir_all(member_dir)?;
     let tmp = member_dir.join("identity.tmp");
-    std::fs::write(&tmp, format!("{m:x} {c:x} {}\n", cfg.initial_cluster_token))?;
+    std::fs::write(
+        &tmp,
+        format!("{member_id:x} {cluster_id:x} {}\n", cfg.initial_cluster_token),
+    )?;
     std::fs::rename(&tmp, &path)?;
-    Ok((m, c))
+    Ok(MemberIdentity {
+        member_id,
+        cluster_id,
+        bootstrap: bootstrap_of(member_id),
+    })
+}
+
+/// Asks the other members of `--initial-cluster` which cluster they form and which id
+/// `MemberAdd` gave this member (found by its peer URLs).
+async fn join_existing(
+    cfg: &Config,
+    initial: &[(u64, String, Vec<String>)],
+    probe: &Peers,
+) -> anyhow::Result<(u64, u64)> {
+    let mut mine = cfg.my_peer_urls();
+    mine.sort();
+    let mut last_err = String::from("no other member is listed in --initial-cluster");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        for (_, name, urls) in initial.iter().filter(|(_, n, _)| *n != cfg.name) {
+            let Some(url) = urls.first() else { continue };
+            let mut client = probe.client_for_url(url).map_err(anyhow::Error::msg)?;
+            let hello = HelloRequest {
+                cluster_id: 0,
+                from: 0,
+                from_name: cfg.name.clone(),
+                from_peer_urls: cfg.my_peer_urls(),
+            };
+            match tokio::time::timeout(Duration::from_secs(2), client.hello(hello)).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    let found = r.members.iter().find(|m| {
+                        let mut u = m.peer_urls.clone();
+                        u.sort();
+                        u == mine
+                    });
+                    return match found {
+                        Some(m) => Ok((m.id, r.cluster_id)),
+                        None => Err(anyhow::anyhow!(
+                            "member {name} ({url}) of cluster {:x} does not know a member with peer URLs {}: add this member first (`etcdctl member add {} --peer-urls={}`)",
+                            r.cluster_id,
+                            mine.join(","),
+                            cfg.name,
+                            mine.join(",")
+                        )),
+                    };
+                }
+                Ok(Err(e)) => last_err = format!("{name} ({url}): {}", e.message()),
+                Err(_) => last_err = format!("{name} ({url}): no answer"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!(
+        "cannot join the existing cluster: no member of --initial-cluster answered ({last_err})"
+    )
+}
+
+/// Refuses to run next to members of another cluster: asks each other initial member once
+/// (for a few seconds) which cluster it belongs to.
+async fn check_peers_cluster(cfg: &Config, peers: &Peers) -> anyhow::Result<()> {
+    let ours = peers.config().cluster_id;
+    let me = peers.config().member_id;
+    let initial = initial_ids(cfg)?;
+    let checks = initial.iter().filter(|(id, _, _)| *id != me).map(|(_, name, urls)| {
+        let url = urls.first().cloned().unwrap_or_default();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while tokio::time::Instant::now() < deadline {
+                let Ok(mut client) = peers.client_for_url(&url) else {
+                    return Ok(());
+                };
+                let hello = HelloRequest {
+                    cluster_id: ours,
+                    from: me,
+                    from_name: cfg.name.clone(),
+                    from_peer_urls: cfg.my_peer_urls(),
+                };
+                if let Ok(Ok(r)) =
+                    tokio::time::timeout(Duration::from_secs(1), client.hello(hello)).await
+                {
+                    let r = r.into_inner();
+                    if r.cluster_id != ours {
+                        anyhow::bail!(
+                            "member {name} ({url}) belongs to cluster {:x}, this member to cluster {ours:x}: every member must be started with the same --initial-cluster and --initial-cluster-token (and a data dir of another cluster cannot be reused)",
+                            r.cluster_id
+                        );
+                    }
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(())
+        }
+    });
+    for r in futures::future::join_all(checks).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Publishes this member's name and client URLs through the log (once they are applied as
+/// they are, there is nothing to do), retrying until it succeeds or the member stops.
+async fn publish_attrs(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let attr = MemberAttr {
+        id: ctx.id.member_id,
+        name: ctx.id.name.clone(),
+        client_urls: ctx.id.client_urls.clone(),
+    };
+    loop {
+        let current = ctx.node.machine().member_attrs().unwrap_or_default();
+        if current.contains(&attr) {
+            return;
+        }
+        if let Err(e) = ctx.propose(Cmd::MemberPublish(attr.clone())).await {
+            tracing::debug!(error = %e.message(), "publishing member attributes failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
 }
 
 /// A started member.
@@ -80,8 +234,9 @@ pub struct Member {
 }
 
 impl Member {
-    /// Opens the data dir and starts Raft and the background tasks (no listener yet).
-    pub async fn start(cfg: &Config) -> anyhow::Result<Member> {
+    /// Opens the data dir, starts Raft, serves the peer port on `peer_listeners`, waits
+    /// (bounded) for a leader and starts the background tasks (no client listener yet).
+    pub async fn start(cfg: &Config, peer_listeners: Vec<TcpListener>) -> anyhow::Result<Member> {
         cfg.validate().map_err(anyhow::Error::msg)?;
         let data_dir = cfg.data_dir();
         std::fs::create_dir_all(&data_dir)
@@ -91,10 +246,23 @@ impl Member {
             .map_err(|e| anyhow::anyhow!("data dir {} is not writable: {e}", data_dir.display()))?;
         let _ = std::fs::remove_file(&probe);
         let member_dir = data_dir.join("member");
-        let (member_id, cluster_id) = identity(cfg, &member_dir)?;
+        let mut peer_cfg = PeerConfig {
+            cluster_id: 0,
+            group_id: 0,
+            member_id: 1,
+            name: cfg.name.clone(),
+            dial_overrides: cfg.dial_overrides().map_err(anyhow::Error::msg)?,
+            connect_timeout: Duration::from_millis(cfg.election_timeout.max(1000)),
+        };
+        let me = identity(cfg, &member_dir, &Peers::new(peer_cfg.clone())).await?;
+        let (member_id, cluster_id) = (me.member_id, me.cluster_id);
+        peer_cfg.member_id = member_id;
+        peer_cfg.cluster_id = cluster_id;
         let node_cfg = NodeConfig {
             id: member_id,
             peer_url: cfg.initial_advertise_peer_urls.clone(),
+            peer: peer_cfg,
+            bootstrap: me.bootstrap,
             dir: member_dir,
             heartbeat_ms: cfg.heartbeat_interval,
             election_ms: cfg.election_timeout,
@@ -107,6 +275,22 @@ impl Member {
             },
         };
         let node = RaftNode::start(node_cfg).await?;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        for l in peer_listeners {
+            tracing::info!(address = %l.local_addr()?, "serving peer traffic");
+            let node = node.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let r = serve_peer(node, l, async move {
+                    let _ = rx.changed().await;
+                })
+                .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "peer server stopped");
+                }
+            });
+        }
+        check_peers_cluster(cfg, node.peers()).await?;
         if !node
             .wait_leader(Duration::from_millis(10 * cfg.election_timeout + 5000))
             .await
@@ -117,7 +301,7 @@ impl Member {
             s.split(',')
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
-                .collect()
+                .collect::<Vec<String>>()
         };
         let id = Identity {
             name: cfg.name.clone(),
@@ -133,7 +317,7 @@ impl Member {
             quota_bytes: cfg.quota_bytes(),
         };
         let ctx = Arc::new(Ctx::new(node, id, limits));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(publish_attrs(ctx.clone(), stop_rx.clone()));
         crate::background::spawn_all(
             ctx.clone(),
             cfg.auto_compaction().map_err(anyhow::Error::msg)?,
@@ -199,6 +383,30 @@ pub async fn serve(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves the peer protocol on `listener` until `shutdown` completes.
+pub async fn serve_peer(
+    node: Arc<RaftNode>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let max = shale_raft::peer::MAX_PEER_MESSAGE;
+    let svc = RaftPeerServer::new(PeerService::new(node))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

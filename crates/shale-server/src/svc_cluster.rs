@@ -1,5 +1,5 @@
-//! The Cluster service of a one-member cluster: the member list. Membership changes need
-//! the peer transport and are refused with a clear error until then.
+//! The Cluster service: the member list, and membership changes executed by the leader
+//! (a follower forwards them over the peer port).
 
 use std::sync::Arc;
 
@@ -9,32 +9,56 @@ use shale_api::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use shale_api::shalepb::{
+    forward_request::Request as Fwd, forward_response::Response as FwdAnswer, MemberChangeResult,
+    MemberIdRequest, PeerMember,
+};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Need};
-use crate::ctx::Ctx;
+use crate::ctx::{unexpected_response, Ctx};
 
 pub struct ClusterService {
     pub ctx: Arc<Ctx>,
 }
 
-impl ClusterService {
-    fn members(&self) -> Vec<Member> {
-        let id = &self.ctx.id;
-        vec![Member {
-            id: id.member_id,
-            name: id.name.clone(),
-            peer_ur_ls: id.peer_urls.clone(),
-            client_ur_ls: id.client_urls.clone(),
-            is_learner: false,
-        }]
+fn to_member(m: PeerMember) -> Member {
+    Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
     }
 }
 
-fn unsupported() -> Status {
-    Status::failed_precondition(
-        "etcdserver: membership changes are not supported by this Shale build (one-member clusters only)",
-    )
+impl ClusterService {
+    fn members(&self) -> Vec<Member> {
+        let ctx = &self.ctx;
+        ctx.node
+            .members()
+            .into_iter()
+            .map(|mut m| {
+                // This member's own attributes are known before its publish is applied.
+                if m.id == ctx.id.member_id && m.name.is_empty() {
+                    m.name = ctx.id.name.clone();
+                    m.client_urls = ctx.id.client_urls.clone();
+                }
+                to_member(m)
+            })
+            .collect()
+    }
+
+    /// Sends a membership change to the leader and returns (changed member, all members).
+    async fn change(&self, req: Fwd) -> Result<(Option<Member>, Vec<Member>), Status> {
+        match self.ctx.node.on_leader(req).await? {
+            FwdAnswer::MemberChange(MemberChangeResult { member, members }) => Ok((
+                member.map(to_member),
+                members.into_iter().map(to_member).collect(),
+            )),
+            _ => Err(unexpected_response()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -43,27 +67,58 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
-        Err(unsupported())
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        let r = req.into_inner();
+        let (member, members) = self
+            .change(Fwd::MemberAdd(shale_api::shalepb::MemberAddRequest {
+                peer_urls: r.peer_ur_ls,
+                is_learner: r.is_learner,
+            }))
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(ctx.header(0)),
+            member,
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
-        Err(unsupported())
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        let id = req.into_inner().id;
+        let (_, members) = self
+            .change(Fwd::MemberRemove(MemberIdRequest { id }))
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(ctx.header(0)),
+            members,
+        }))
     }
 
     async fn member_update(
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
-        Err(unsupported())
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        let r = req.into_inner();
+        let (_, members) = self
+            .change(Fwd::MemberUpdate(shale_api::shalepb::MemberUpdateRequest {
+                id: r.id,
+                peer_urls: r.peer_ur_ls,
+            }))
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(ctx.header(0)),
+            members,
+        }))
     }
 
     async fn member_list(
@@ -87,8 +142,16 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
-        Err(unsupported())
+        let ctx = &self.ctx;
+        ctx.check_has_leader(req.metadata())?;
+        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        let id = req.into_inner().id;
+        let (_, members) = self
+            .change(Fwd::MemberPromote(MemberIdRequest { id }))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(ctx.header(0)),
+            members,
+        }))
     }
 }

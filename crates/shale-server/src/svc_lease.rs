@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
-use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::lease_server::Lease;
 use shale_api::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Response as Ans};
+use shale_api::shalepb::{
+    forward_request::Request as Fwd, forward_response::Response as FwdAnswer,
+    internal_request::Request as Cmd, internal_response::Response as Ans, LeaseIdRequest,
+};
 use shale_api::validate;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -25,17 +27,42 @@ pub struct LeaseService {
 }
 
 impl LeaseService {
-    fn keep_alive_once(ctx: &Ctx, id: i64) -> LeaseKeepAliveResponse {
-        let ttl = ctx
-            .node
-            .machine()
-            .with_lessor(|l| l.renew(id, Instant::now()))
-            .unwrap_or(0);
-        LeaseKeepAliveResponse {
+    /// Remaining and granted TTL of lease `id` by the leader's clock (-1 when unknown):
+    /// read here when this member leads, else asked of the leader.
+    async fn leader_ttl(ctx: &Ctx, id: i64, renew: bool) -> Result<(i64, i64), Status> {
+        if ctx.node.status().is_leader {
+            let now = Instant::now();
+            return Ok(ctx.node.machine().with_lessor(|l| {
+                if renew {
+                    let t = l.renew(id, now).unwrap_or(0);
+                    (t, t)
+                } else {
+                    (
+                        l.remaining(id, now).unwrap_or(-1),
+                        l.get(id).map_or(0, |x| x.ttl),
+                    )
+                }
+            }));
+        }
+        let req = LeaseIdRequest { id };
+        let fwd = if renew {
+            Fwd::LeaseKeepAlive(req)
+        } else {
+            Fwd::LeaseTimeToLive(req)
+        };
+        match ctx.node.on_leader(fwd).await? {
+            FwdAnswer::Lease(t) => Ok((t.ttl, t.granted_ttl)),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    async fn keep_alive_once(ctx: &Ctx, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        let (ttl, _) = Self::leader_ttl(ctx, id, true).await?;
+        Ok(LeaseKeepAliveResponse {
             header: Some(ctx.header(0)),
             id,
             ttl,
-        }
+        })
     }
 }
 
@@ -100,15 +127,14 @@ impl Lease for LeaseService {
         ctx.check_has_leader(req.metadata())?;
         let caller = Caller::from_metadata(req.metadata());
         let inbound = req.into_inner();
-        let out = inbound.map(move |m| match m {
-            Ok(r) => {
-                if !ctx.node.status().is_leader {
-                    return Err(Status::from(EtcdError::NotLeader));
-                }
+        let out = inbound.then(move |m| {
+            let ctx = ctx.clone();
+            let caller = caller.clone();
+            async move {
+                let r = m?;
                 ctx.authorize(&caller, Need::LeaseWrite(r.id))?;
-                Ok(LeaseService::keep_alive_once(&ctx, r.id))
+                LeaseService::keep_alive_once(&ctx, r.id).await
             }
-            Err(e) => Err(e),
         });
         Ok(Response::new(Box::pin(out)))
     }
@@ -130,6 +156,7 @@ impl Lease for LeaseService {
             },
         )?;
         ctx.barrier().await?;
+        let (ttl, granted_ttl) = Self::leader_ttl(ctx, r.id, false).await?;
         let resp = ctx.node.machine().with_lessor(|l| match l.get(r.id) {
             None => LeaseTimeToLiveResponse {
                 header: Some(ctx.header(0)),
@@ -140,8 +167,8 @@ impl Lease for LeaseService {
             Some(lease) => LeaseTimeToLiveResponse {
                 header: Some(ctx.header(0)),
                 id: r.id,
-                ttl: l.remaining(r.id, Instant::now()).unwrap_or(-1),
-                granted_ttl: lease.ttl,
+                ttl,
+                granted_ttl,
                 keys: if r.keys {
                     lease.keys.iter().cloned().collect()
                 } else {

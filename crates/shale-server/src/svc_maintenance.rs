@@ -232,7 +232,16 @@ impl Maintenance for MaintenanceService {
             return Err(EtcdError::NotLeader.into());
         }
         if target != ctx.id.member_id {
-            return Err(EtcdError::BadLeaderTransferee.into());
+            match ctx
+                .node
+                .execute_forwarded(shale_api::shalepb::forward_request::Request::MoveLeader(
+                    shale_api::shalepb::MemberIdRequest { id: target },
+                ))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Response::new(MoveLeaderResponse {
             header: Some(ctx.header(0)),
