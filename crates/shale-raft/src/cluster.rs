@@ -22,7 +22,6 @@ use shale_api::shalepb::{
 
 use crate::app::{Command, NodeId};
 use crate::node::RaftNode;
-use crate::peer::forwarder::Route;
 use crate::proposer::map_write_err;
 
 /// Most learners a cluster may have (etcd's default).
@@ -84,13 +83,13 @@ impl RaftNode {
 
     /// Runs `req` where the leader is: here, or forwarded to it.
     pub async fn on_leader(&self, req: Fwd) -> Result<FwdAnswer, EtcdError> {
-        match self.forwarder().route(self.timeout()).await? {
-            Route::Local => self.execute_forwarded(req).await,
-            Route::Remote(id, urls) => {
-                self.forwarder()
-                    .send(id, &urls, req, self.timeout())
-                    .await
-            }
+        match self
+            .forwarder()
+            .to_leader(req.clone(), self.timeout())
+            .await?
+        {
+            Some(answer) => Ok(answer),
+            None => self.execute_forwarded(req).await,
         }
     }
 

@@ -24,7 +24,7 @@ use shale_api::shalepb::{forward_request, forward_response};
 
 use crate::app::{Command, Raft};
 use crate::node::ProposalHold;
-use crate::peer::{Forwarder, Route};
+use crate::peer::Forwarder;
 
 /// Proposals in flight at once (one being made durable, one queued behind it in openraft).
 const IN_FLIGHT: usize = 2;
@@ -102,35 +102,29 @@ struct Sender {
 impl Sender {
     async fn send(&self, batch: InternalBatch) -> Result<InternalBatchResponse, EtcdError> {
         self.held.pass().await;
-        let forward = |id, urls: String, batch| async move {
-            match self
-                .forwarder
-                .send(
-                    id,
-                    &urls,
-                    forward_request::Request::Propose(batch),
-                    self.timeout,
-                )
-                .await?
-            {
-                forward_response::Response::Propose(r) => Ok(r),
-                _ => Err(EtcdError::Corrupt),
-            }
+        let fwd = |batch| forward_request::Request::Propose(batch);
+        let answer = |r| match r {
+            forward_response::Response::Propose(r) => Ok(r),
+            _ => Err(EtcdError::Corrupt),
         };
-        match self.forwarder.route(self.timeout).await? {
-            Route::Remote(id, urls) => forward(id, urls, batch).await,
-            Route::Local => match self.raft.client_write(Command(batch.clone())).await {
-                Ok(resp) => Ok(resp.data.0),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    // Leadership moved between the check and the write: nothing was
-                    // proposed here, so the batch goes to the new leader.
-                    match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(node)) => forward(id, node.addr, batch).await,
-                        _ => Err(EtcdError::NoLeader),
-                    }
+        if let Some(r) = self
+            .forwarder
+            .to_leader(fwd(batch.clone()), self.timeout)
+            .await?
+        {
+            return answer(r);
+        }
+        match self.raft.client_write(Command(batch.clone())).await {
+            Ok(resp) => Ok(resp.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                // Leadership moved between the check and the write: nothing was proposed
+                // here, so the batch goes to the new leader.
+                match self.forwarder.to_leader(fwd(batch), self.timeout).await? {
+                    Some(r) => answer(r),
+                    None => Err(EtcdError::LeaderChanged),
                 }
-                Err(e) => Err(map_write_err(e)),
-            },
+            }
+            Err(e) => Err(map_write_err(e)),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use shale_api::shalepb::{forward_request, forward_response};
 
 use crate::app::Raft;
-use crate::peer::{Forwarder, Route};
+use crate::peer::Forwarder;
 
 type Waiter = oneshot::Sender<Result<(), EtcdError>>;
 
@@ -64,8 +64,14 @@ impl ReadBarriers {
 
     /// One read point: the leader's read index, then this member's apply reaching it.
     async fn confirm(&self) -> Result<(), EtcdError> {
-        let index = match self.forwarder.route(self.timeout).await? {
-            Route::Local => match self.raft.get_read_log_id().await {
+        let remote = self
+            .forwarder
+            .to_leader(forward_request::Request::ReadIndex(true), self.timeout)
+            .await?;
+        let index = match remote {
+            Some(forward_response::Response::ReadIndex(i)) => i,
+            Some(_) => return Err(EtcdError::Corrupt),
+            None => match self.raft.get_read_log_id().await {
                 Ok((read, _)) => read.map_or(0, |l| l.index),
                 Err(RaftError::APIError(_)) => {
                     let has_leader = self.raft.metrics().borrow().current_leader.is_some();
@@ -77,21 +83,6 @@ impl ReadBarriers {
                 }
                 Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
             },
-            Route::Remote(id, urls) => {
-                match self
-                    .forwarder
-                    .send(
-                        id,
-                        &urls,
-                        forward_request::Request::ReadIndex(true),
-                        self.timeout,
-                    )
-                    .await?
-                {
-                    forward_response::Response::ReadIndex(i) => i,
-                    _ => return Err(EtcdError::Corrupt),
-                }
-            }
         };
         let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
         if applied >= index {
