@@ -282,18 +282,37 @@ impl RaftNode {
 
     pub fn status(&self) -> NodeStatus {
         let m = self.raft.metrics().borrow().clone();
+        let leader = self.effective_leader(&m);
         NodeStatus {
-            leader: m.current_leader,
+            leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
-            is_leader: m.state == ServerState::Leader,
+            is_leader: m.state == ServerState::Leader && leader == Some(self.id),
             is_learner: m.state == ServerState::Learner,
         }
     }
 
+    /// The leader as etcd would report it. openraft's leader never steps down by itself
+    /// when it loses its quorum (etcd's CheckQuorum does): a leader that has not heard
+    /// from a quorum for an election timeout counts as no leader here, so `hasleader`
+    /// requests fail on an isolated old leader as they would on etcd.
+    fn effective_leader(&self, m: &openraft::RaftMetrics<NodeId, BasicNode>) -> Option<NodeId> {
+        let l = m.current_leader?;
+        if l != self.id || m.state != ServerState::Leader {
+            return Some(l);
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        let limit = self.raft.config().election_timeout_max;
+        if voters <= 1 || m.millis_since_quorum_ack.is_some_and(|ms| ms <= limit) {
+            Some(l)
+        } else {
+            None
+        }
+    }
+
     pub fn has_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader.is_some()
+        self.status().leader.is_some()
     }
 
     /// Waits until this member sees a leader, up to `timeout`.

@@ -267,7 +267,7 @@ impl Member {
             heartbeat_ms: cfg.heartbeat_interval,
             election_ms: cfg.election_timeout,
             snapshot_count: cfg.snapshot_count,
-            catch_up_entries: 5000,
+            catch_up_entries: cfg.snapshot_catchup_entries,
             state_cache_bytes: 256 << 20,
             request_timeout: Duration::from_millis(5000 + 2 * cfg.election_timeout),
             machine: MachineConfig {

@@ -115,7 +115,9 @@ impl EtcdProcess {
         Ok(members)
     }
 
-    fn new(
+    /// A member not started yet (see [`EtcdProcess::spawn`]), e.g. one joining a running
+    /// cluster with `--initial-cluster-state existing` in `extra_args`.
+    pub fn new(
         bin: &Path,
         extra_args: &[&str],
         name: &str,
@@ -144,7 +146,8 @@ impl EtcdProcess {
         })
     }
 
-    fn spawn(&mut self) -> Result<()> {
+    /// Starts the process (does not wait for it to be healthy).
+    pub fn spawn(&mut self) -> Result<()> {
         anyhow::ensure!(self.child.is_none(), "{} is already running", self.name);
         let log = OpenOptions::new()
             .create(true)
