@@ -5,6 +5,16 @@
 //! * Service stubs (server and client) are generated only when the `grpc`
 //!   feature is enabled, so crates below the gRPC layer do not pull in tonic.
 //! * The encoded `FileDescriptorSet` is written to `$OUT_DIR` for reflection.
+//!
+//! Two generation passes, joined into one `$OUT_DIR/<package>.rs` per package:
+//!
+//! 1. messages and clients (`$OUT_DIR/messages/`), exactly as `.proto` says;
+//! 2. with `grpc`, servers only (`$OUT_DIR/servers/`): every package is an
+//!    extern path to the messages of pass 1, so no message is generated twice,
+//!    and `etcdserverpb.WatchResponse` maps to
+//!    [`watch_wire::WireWatchResponse`](src/watch_wire.rs), whose events are
+//!    pre-encoded bytes shared by every watcher they go to. Clients keep the
+//!    ordinary `WatchResponse`; the bytes on the wire are the same.
 
 use std::env;
 use std::error::Error;
@@ -40,11 +50,72 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
 
     let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
+    let fds = compiler.file_descriptor_set();
+    let messages_dir = out_dir.join("messages");
+    let servers_dir = out_dir.join("servers");
+    for dir in [&messages_dir, &servers_dir] {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+        fs::create_dir_all(dir)?;
+    }
+
     tonic_prost_build::configure()
-        .build_server(grpc)
+        .build_server(false)
         .build_client(grpc)
         .build_transport(grpc)
         .bytes(".")
-        .compile_fds(compiler.file_descriptor_set())?;
+        .out_dir(&messages_dir)
+        .compile_fds(fds.clone())?;
+
+    if grpc {
+        let mut servers = tonic_prost_build::configure()
+            .build_server(true)
+            .build_client(false)
+            .build_transport(false)
+            .out_dir(&servers_dir);
+        let mut packages: Vec<&str> = fds.file.iter().map(|f| f.package()).collect();
+        packages.sort_unstable();
+        packages.dedup();
+        for pkg in packages {
+            servers = servers.extern_path(
+                format!(".{pkg}"),
+                format!("crate::{}", pkg.replace('.', "::")),
+            );
+        }
+        servers
+            .extern_path(
+                ".etcdserverpb.WatchResponse",
+                "crate::watch_wire::WireWatchResponse",
+            )
+            .compile_fds(fds)?;
+    }
+
+    // One file per package: its messages (and clients), then its servers.
+    for entry in fs::read_dir(&messages_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let mut code = fs::read_to_string(entry.path())?;
+        let servers = servers_dir.join(&name);
+        if servers.exists() {
+            code.push('\n');
+            code.push_str(&fs::read_to_string(servers)?);
+        }
+        write_if_changed(&out_dir.join(&name), &code)?;
+    }
+    for entry in fs::read_dir(&servers_dir)? {
+        let name = entry?.file_name();
+        if !messages_dir.join(&name).exists() {
+            return Err(format!("servers for {name:?} but no messages").into());
+        }
+    }
     Ok(())
+}
+
+/// Rewrites `path` only when its content changes, so dependents are not rebuilt needlessly.
+fn write_if_changed(path: &std::path::Path, code: &str) -> std::io::Result<()> {
+    if fs::read_to_string(path).is_ok_and(|old| old == code) {
+        return Ok(());
+    }
+    fs::write(path, code)
 }

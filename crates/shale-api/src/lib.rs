@@ -20,6 +20,11 @@
 //! 3. **Request validation.** [`validate`] performs the checks etcd runs in its
 //!    gRPC layer before a request is proposed to Raft, and [`validate::limits`]
 //!    holds etcd's default limits.
+//! 4. **Shared watch events.** [`watch_wire`]: the server's `WatchResponse`
+//!    encoding, whose events are encoded once and shared by every watcher.
+//!    The generated Watch *server* (`etcdserverpb::watch_server`) sends
+//!    [`watch_wire::WireWatchResponse`]; the Watch *client* receives the
+//!    ordinary `etcdserverpb::WatchResponse` (same bytes on the wire).
 //!
 //! ## Features
 //!
@@ -39,6 +44,7 @@
 
 pub mod error;
 pub mod validate;
+pub mod watch_wire;
 
 pub use error::{Code, EtcdError};
 

@@ -51,8 +51,10 @@ fn get(m: &Machine, k: &str) -> Vec<shale_api::mvccpb::KeyValue> {
 struct Sink(Mutex<Vec<WatchResponse>>);
 
 impl WatchSink for Sink {
-    fn send(&self, resp: WatchResponse, _must: bool) -> bool {
-        self.0.lock().push(resp);
+    fn send(&self, resp: shale_api::watch_wire::WireWatchResponse, _must: bool) -> bool {
+        self.0
+            .lock()
+            .push(resp.to_response().expect("events decode"));
         true
     }
 }

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shale_api::etcdserverpb::{DeleteRangeRequest, PutRequest, WatchResponse};
 use shale_api::mvccpb::{event::EventType, Event};
+use shale_api::watch_wire::WireWatchResponse;
 use shale_mvcc::watch::{WatchHub, WatchSink, WatchSpec};
 use shale_mvcc::{kv, KeyRange, MvccStore};
 use shale_storage::{Engine, MemoryEngine};
@@ -30,9 +31,9 @@ fn b(s: &str) -> Bytes {
 #[derive(Default)]
 struct SinkState {
     /// Sent, not yet read by the client.
-    queue: VecDeque<WatchResponse>,
+    queue: VecDeque<WireWatchResponse>,
     /// Read by the client, in order.
-    delivered: Vec<WatchResponse>,
+    delivered: Vec<WireWatchResponse>,
     /// Event responses refused because the queue was full.
     refused: usize,
 }
@@ -69,7 +70,16 @@ impl TestSink {
         st.delivered.extend(q);
     }
 
+    /// What the client read, events decoded.
     fn delivered(&self) -> Vec<WatchResponse> {
+        self.delivered_wire()
+            .iter()
+            .map(|r| r.to_response().expect("events decode"))
+            .collect()
+    }
+
+    /// What the client read, events as the hub encoded them.
+    fn delivered_wire(&self) -> Vec<WireWatchResponse> {
         self.drain();
         self.state.lock().delivered.clone()
     }
@@ -80,7 +90,7 @@ impl TestSink {
 }
 
 impl WatchSink for TestSink {
-    fn send(&self, resp: WatchResponse, must: bool) -> bool {
+    fn send(&self, resp: WireWatchResponse, must: bool) -> bool {
         let mut st = self.state.lock();
         if !must && st.queue.len() >= self.capacity {
             st.refused += 1;
@@ -317,6 +327,54 @@ fn live_events_arrive_in_order_once_with_prev_kv() {
     assert!(got[0].created && got[0].watch_id == id);
     check_response_shape(&got, id);
     assert_eq!(events_of(&got, id), w.expected(&s, start, end));
+}
+
+#[test]
+fn watchers_with_the_same_settings_share_the_event_bytes() {
+    let w = World::new();
+    w.put("k", "v0");
+    // Two streams, each with a plain watcher and a prev_kv watcher of every key.
+    let sinks = [TestSink::fast(), TestSink::fast()];
+    let mut watchers = Vec::new();
+    for sink in &sinks {
+        let sid = w.hub.open_stream(sink.clone());
+        for prev_kv in [false, true] {
+            let mut s = all_keys();
+            s.prev_kv = prev_kv;
+            let id = w.hub.create(sid, s).expect("created");
+            watchers.push((sink.clone(), id, prev_kv));
+        }
+    }
+    // One batch: an update (has a prev_kv) and a create (never has one).
+    let rev = w.put_batch(&[("k", "v1"), ("new", "x")]);
+    let mut bytes = Vec::new();
+    for (sink, id, prev_kv) in &watchers {
+        wait_for("events", || last_event_rev(sink, *id) == rev);
+        let resp = sink
+            .delivered_wire()
+            .into_iter()
+            .find(|r| r.watch_id == *id && !r.events.is_empty())
+            .expect("event response");
+        assert_eq!(resp.events.len(), 2);
+        let decoded = resp.to_response().expect("decode");
+        assert_eq!(decoded.events[0].prev_kv.is_some(), *prev_kv);
+        assert!(decoded.events[1].prev_kv.is_none());
+        let ptrs: Vec<*const u8> = resp.events.iter().map(|e| e.bytes().as_ptr()).collect();
+        bytes.push((*prev_kv, ptrs));
+    }
+    let plain: Vec<_> = bytes.iter().filter(|b| !b.0).map(|b| &b.1).collect();
+    let with_prev: Vec<_> = bytes.iter().filter(|b| b.0).map(|b| &b.1).collect();
+    assert_eq!(plain.len(), 2);
+    assert_eq!(plain[0], plain[1], "plain watchers share the encodings");
+    assert_eq!(with_prev[0], with_prev[1], "prev_kv watchers share theirs");
+    assert_ne!(
+        plain[0][0], with_prev[0][0],
+        "the update differs by its prev_kv"
+    );
+    assert_eq!(
+        plain[0][1], with_prev[0][1],
+        "a create is the same bytes either way"
+    );
 }
 
 #[test]

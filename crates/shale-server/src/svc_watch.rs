@@ -6,6 +6,10 @@
 //! oversized responses for watchers created with `fragment`, and — for streams opened with
 //! `hasleader=true` — ends the stream with `etcdserver: no leader` when the member loses its
 //! leader.
+//!
+//! Responses are [`WireWatchResponse`]s: their events were protobuf-encoded once per batch by
+//! the hub and are shared by every watcher that gets them; tonic's encoder only writes the
+//! small envelope and copies the event bytes (see `shale_api::watch_wire`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -19,8 +23,9 @@ use parking_lot::Mutex;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::watch_server::Watch;
 use shale_api::etcdserverpb::{
-    watch_create_request::FilterType, watch_request::RequestUnion, WatchRequest, WatchResponse,
+    watch_create_request::FilterType, watch_request::RequestUnion, WatchRequest,
 };
+use shale_api::watch_wire::WireWatchResponse;
 use shale_mvcc::watch::{WatchSink, WatchSpec};
 use shale_mvcc::KeyRange;
 use tonic::{Request, Response, Status, Streaming};
@@ -36,12 +41,12 @@ pub struct WatchService {
 }
 
 struct StreamSink {
-    tx: tokio::sync::mpsc::UnboundedSender<WatchResponse>,
+    tx: tokio::sync::mpsc::UnboundedSender<WireWatchResponse>,
     queued: Arc<AtomicUsize>,
 }
 
 impl WatchSink for StreamSink {
-    fn send(&self, resp: WatchResponse, must: bool) -> bool {
+    fn send(&self, resp: WireWatchResponse, must: bool) -> bool {
         if !must && self.queued.load(Ordering::Acquire) >= EVENT_BUDGET {
             return false;
         }
@@ -71,11 +76,11 @@ fn spec_of(c: shale_api::etcdserverpb::WatchCreateRequest) -> WatchSpec {
 
 /// Splits a response whose encoding exceeds `limit` into fragments (all but the last
 /// flagged `fragment`), never splitting an event.
-fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+fn fragment(resp: WireWatchResponse, limit: usize) -> Vec<WireWatchResponse> {
     if prost::Message::encoded_len(&resp) <= limit || resp.events.len() <= 1 {
         return vec![resp];
     }
-    let empty = WatchResponse {
+    let empty = WireWatchResponse {
         header: resp.header,
         watch_id: resp.watch_id,
         ..Default::default()
@@ -84,7 +89,7 @@ fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     let mut cur = empty.clone();
     let mut size = 0;
     for ev in resp.events {
-        let n = prost::Message::encoded_len(&ev);
+        let n = ev.len();
         if size + n > limit && !cur.events.is_empty() {
             let mut done = std::mem::replace(&mut cur, empty.clone());
             done.fragment = true;
@@ -98,7 +103,7 @@ fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     out
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WireWatchResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -153,7 +158,7 @@ impl Watch for WatchService {
                             if let Some(e) = denied {
                                 let rev = rctx.store().current_revision();
                                 sink.send(
-                                    WatchResponse {
+                                    WireWatchResponse {
                                         header: Some(shale_api::etcdserverpb::ResponseHeader {
                                             revision: rev,
                                             ..Default::default()
@@ -232,10 +237,186 @@ impl Watch for WatchService {
 /// A stream fed by an async producer through a small channel.
 fn async_stream<F, Fut>(f: F) -> WatchStream
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchResponse, Status>>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<WireWatchResponse, Status>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(f(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server's hand-encoded responses, decoded by the ordinary prost type.
+
+    use bytes::Bytes;
+    use prost::Message;
+    use shale_api::etcdserverpb::{ResponseHeader, WatchResponse};
+    use shale_api::mvccpb::{event::EventType, Event, KeyValue};
+    use shale_api::watch_wire::{EncodedEvent, WireWatchResponse};
+
+    use super::fragment;
+
+    fn event(i: usize, prev: bool) -> Event {
+        let kv = |rev: i64, len: usize| KeyValue {
+            key: Bytes::from(format!("/registry/pods/ns/p{i}")),
+            create_revision: 2,
+            mod_revision: rev,
+            version: rev - 1,
+            value: Bytes::from(vec![b'v'; len]),
+            lease: 0,
+        };
+        Event {
+            r#type: if i % 5 == 4 {
+                EventType::Delete
+            } else {
+                EventType::Put
+            } as i32,
+            kv: Some(kv(10 + i as i64, 100 + 37 * i)),
+            prev_kv: prev.then(|| kv(9 + i as i64, 50 + 11 * i)),
+        }
+    }
+
+    fn response(events: Vec<Event>) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                cluster_id: 1,
+                member_id: 2,
+                revision: 99,
+                raft_term: 3,
+            }),
+            watch_id: 4,
+            events,
+            ..Default::default()
+        }
+    }
+
+    /// What the server put on the wire, decoded by a client.
+    fn on_the_wire(parts: &[WireWatchResponse]) -> Vec<WatchResponse> {
+        parts
+            .iter()
+            .map(|p| WatchResponse::decode(&p.encode_to_vec()[..]).expect("client decodes"))
+            .collect()
+    }
+
+    /// The split the server made before events were shared: whole events, greedy, the limit
+    /// measured on events' encoded lengths.
+    fn reference_split(resp: &WatchResponse, limit: usize) -> Vec<WatchResponse> {
+        if resp.encoded_len() <= limit || resp.events.len() <= 1 {
+            return vec![resp.clone()];
+        }
+        let mut out: Vec<WatchResponse> = Vec::new();
+        let mut cur: Vec<Event> = Vec::new();
+        let mut size = 0;
+        for ev in &resp.events {
+            let n = ev.encoded_len();
+            if size + n > limit && !cur.is_empty() {
+                out.push(WatchResponse {
+                    events: std::mem::take(&mut cur),
+                    fragment: true,
+                    ..response(Vec::new())
+                });
+                size = 0;
+            }
+            size += n;
+            cur.push(ev.clone());
+        }
+        out.push(WatchResponse {
+            events: cur,
+            ..response(Vec::new())
+        });
+        out
+    }
+
+    #[test]
+    fn fragments_decode_to_the_original_fields_and_events() {
+        for prev in [false, true] {
+            let resp = response((0..40).map(|i| event(i, prev)).collect());
+            for limit in [1, 200, 1_000, 4_096, usize::MAX] {
+                let wire = WireWatchResponse::from_response(&resp);
+                let got = on_the_wire(&fragment(wire, limit));
+                assert_eq!(
+                    got,
+                    reference_split(&resp, limit),
+                    "prev {prev} limit {limit}"
+                );
+                let (last, init) = got.split_last().expect("at least one");
+                assert!(init.iter().all(|p| p.fragment) && !last.fragment);
+                let events: Vec<Event> = got.iter().flat_map(|p| p.events.clone()).collect();
+                assert_eq!(events, resp.events);
+                if limit == usize::MAX {
+                    assert_eq!(got, vec![resp.clone()]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_only_responses_decode_unchanged() {
+        let h = |rev| {
+            Some(ResponseHeader {
+                cluster_id: 7,
+                member_id: 8,
+                revision: rev,
+                raft_term: 9,
+            })
+        };
+        let cases = [
+            // created, refused create, compacted cancel, cancel, progress notify and answer
+            WatchResponse {
+                header: h(5),
+                watch_id: 0,
+                created: true,
+                ..Default::default()
+            },
+            WatchResponse {
+                header: h(5),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: "etcdserver: permission denied".into(),
+                ..Default::default()
+            },
+            WatchResponse {
+                header: h(0),
+                watch_id: 2,
+                canceled: true,
+                compact_revision: 4,
+                ..Default::default()
+            },
+            WatchResponse {
+                header: h(5),
+                watch_id: 2,
+                canceled: true,
+                ..Default::default()
+            },
+            WatchResponse {
+                header: h(5),
+                watch_id: 3,
+                ..Default::default()
+            },
+            WatchResponse {
+                header: h(5),
+                watch_id: -1,
+                ..Default::default()
+            },
+        ];
+        for resp in cases {
+            let wire = WireWatchResponse::from_response(&resp);
+            assert!(wire.events.is_empty());
+            assert_eq!(on_the_wire(&fragment(wire, 1)), vec![resp]);
+        }
+    }
+
+    #[test]
+    fn shared_event_bytes_are_copied_not_reencoded() {
+        let ev = EncodedEvent::encode(&event(1, true));
+        let a = WireWatchResponse {
+            watch_id: 1,
+            events: vec![ev.clone(), ev.clone()],
+            ..Default::default()
+        };
+        let got = on_the_wire(&[a]);
+        assert_eq!(got[0].events, vec![event(1, true), event(1, true)]);
+    }
 }

@@ -5,17 +5,21 @@
 //! on a revision boundary), hands every watcher the events at or after its own next revision,
 //! and finally, under the hub lock, marks caught-up watchers synced. A watcher whose queue is
 //! full keeps its next revision and is retried next round.
+//!
+//! Like live delivery, each record of a chunk is encoded (and its `prev_kv` looked up) at most
+//! once per variant, however many watchers replay it ([`SharedEvent`]).
 
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use shale_api::etcdserverpb::WatchResponse;
 use shale_api::mvccpb::{event::EventType, Event, KeyValue};
+use shale_api::watch_wire::WireWatchResponse;
 
 use super::hub::{
     header, maybe_answer_progress, HubShared, StreamId, WatchSink, Watcher, CATCHUP_IDLE,
 };
+use super::shared::SharedEvent;
 use crate::record::{self, kv_key_bound, parse_kv_key};
 use crate::Result;
 
@@ -121,7 +125,7 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
         return Ok(());
     };
     while from <= target {
-        let (records, last_rev) = read_chunk(shared, from, target)?;
+        let (mut records, last_rev) = read_chunk(shared, from, target)?;
         // Compaction may have removed part of what we wanted while we read.
         let compact = store.compact_revision();
         if from <= compact {
@@ -137,17 +141,21 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
                 continue;
             }
             let mut evs = Vec::new();
-            for (rev, ev) in &records {
-                if *rev >= j.w.next_rev && j.w.wants(ev) {
-                    let mut ev = ev.clone();
-                    if j.w.prev_kv {
-                        ev.prev_kv = prev_kv(shared, &ev, *rev)?;
-                    }
-                    evs.push(ev);
+            for (rev, ev) in records.iter_mut() {
+                if *rev < j.w.next_rev || !j.w.wants(&ev.ev) {
+                    continue;
                 }
+                evs.push(if !j.w.prev_kv {
+                    ev.plain()
+                } else if let Some(e) = ev.cached_with_prev() {
+                    e
+                } else {
+                    let prev = prev_kv(shared, &ev.ev, *rev)?;
+                    ev.with_prev(prev.as_ref())
+                });
             }
             if !evs.is_empty() {
-                let resp = WatchResponse {
+                let resp = WireWatchResponse {
                     header: header(target),
                     watch_id: j.id,
                     events: evs,
@@ -167,7 +175,7 @@ fn catch_up(shared: &HubShared, jobs: &mut [Job], target: i64) -> Result<()> {
 
 fn cancel_compacted(j: &mut Job, compact: i64, _rev: i64) {
     j.sink.send(
-        WatchResponse {
+        WireWatchResponse {
             // etcd 3.5 sends this response with header.revision 0 (its internal response
             // carries only the compact revision)
             header: header(0),
@@ -183,10 +191,14 @@ fn cancel_compacted(j: &mut Job, compact: i64, _rev: i64) {
 
 /// Reads stored changes with main revision in `[from, target]`, about `CHUNK_RECORDS` of them,
 /// always ending on a whole revision. Returns the events and the last revision covered.
-fn read_chunk(shared: &HubShared, from: i64, target: i64) -> Result<(Vec<(i64, Event)>, i64)> {
+fn read_chunk(
+    shared: &HubShared,
+    from: i64,
+    target: i64,
+) -> Result<(Vec<(i64, SharedEvent)>, i64)> {
     let start = kv_key_bound(from);
     let end = kv_key_bound(target + 1);
-    let mut out: Vec<(i64, Event)> = Vec::new();
+    let mut out: Vec<(i64, SharedEvent)> = Vec::new();
     let mut last = target;
     for item in shared
         .store
@@ -208,11 +220,11 @@ fn read_chunk(shared: &HubShared, from: i64, target: i64) -> Result<(Vec<(i64, E
         };
         out.push((
             r.main,
-            Event {
+            SharedEvent::new(Event {
                 r#type: ty as i32,
                 kv: Some(kv),
                 prev_kv: None,
-            },
+            }),
         ));
     }
     Ok((out, last))

@@ -6,9 +6,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use shale_api::etcdserverpb::{ResponseHeader, WatchResponse};
+use shale_api::etcdserverpb::ResponseHeader;
 use shale_api::mvccpb::{event::EventType, Event};
+use shale_api::watch_wire::WireWatchResponse;
 
+use super::shared::SharedEvent;
 use crate::key_range::KeyRange;
 use crate::store::{Committed, MvccStore};
 
@@ -20,7 +22,10 @@ pub trait WatchSink: Send + Sync + 'static {
     /// Queues `resp`. Responses with `must` (created, canceled, progress) are always queued;
     /// event responses may be refused (return false) when the stream's buffer is full, in
     /// which case the hub replays them later from history.
-    fn send(&self, resp: WatchResponse, must: bool) -> bool;
+    ///
+    /// `resp.events` are encoded once per batch and shared between the watchers that get
+    /// them (see [`shale_api::watch_wire`]); [`WireWatchResponse::to_response`] decodes them.
+    fn send(&self, resp: WireWatchResponse, must: bool) -> bool;
 }
 
 /// What a client asked to watch.
@@ -187,7 +192,7 @@ impl WatchHub {
             }
             stream.next_id
         };
-        let fail = |reason: &str| WatchResponse {
+        let fail = |reason: &str| WireWatchResponse {
             header: header(rev),
             watch_id: -1,
             created: true,
@@ -222,7 +227,7 @@ impl WatchHub {
             spec.start_revision
         };
         stream.sink.send(
-            WatchResponse {
+            WireWatchResponse {
                 header: header(rev),
                 watch_id: id,
                 created: true,
@@ -263,7 +268,7 @@ impl WatchHub {
             return false;
         };
         stream.sink.send(
-            WatchResponse {
+            WireWatchResponse {
                 header: header(rev),
                 watch_id: id,
                 canceled: true,
@@ -296,7 +301,7 @@ impl WatchHub {
             for (id, w) in &s.watchers {
                 if w.synced && w.progress_notify {
                     s.sink.send(
-                        WatchResponse {
+                        WireWatchResponse {
                             header: header(rev),
                             watch_id: *id,
                             ..Default::default()
@@ -342,7 +347,8 @@ impl WatchHub {
         // flag as duplicates), the later event's prev_kv is the state before the revision.
         let mut first_of_key: std::collections::HashMap<(&[u8], i64), usize> =
             std::collections::HashMap::with_capacity(c.changes.len());
-        let events: Vec<(Event, Option<shale_api::mvccpb::KeyValue>)> = c
+        // Each event is encoded on first use and shared by every watcher it goes to.
+        let mut events: Vec<(SharedEvent, Option<&shale_api::mvccpb::KeyValue>)> = c
             .changes
             .iter()
             .enumerate()
@@ -356,16 +362,16 @@ impl WatchHub {
                     EventType::Put
                 };
                 (
-                    Event {
+                    SharedEvent::new(Event {
                         r#type: ty as i32,
                         kv: Some(ch.kv.clone()),
                         prev_kv: None,
-                    },
+                    }),
                     // a create (version 1) never has one, as in etcd
                     if !ch.is_delete && ch.kv.version == 1 {
                         None
                     } else {
-                        c.changes[first].prev.clone()
+                        c.changes[first].prev.as_ref()
                     },
                 )
             })
@@ -378,26 +384,21 @@ impl WatchHub {
                 }
                 // A synced watcher's `next_rev` is its first wanted revision: above the hub's
                 // revision only for a watcher created with a future start revision.
-                let evs: Vec<Event> = events
-                    .iter()
-                    .filter(|(e, _)| {
-                        w.wants(e)
-                            && e.kv
-                                .as_ref()
-                                .is_some_and(|kv| kv.mod_revision >= w.next_rev)
-                    })
-                    .map(|(e, prev)| {
-                        let mut e = e.clone();
-                        if w.prev_kv {
-                            e.prev_kv = prev.clone();
-                        }
-                        e
-                    })
-                    .collect();
+                let mut evs = Vec::new();
+                for (e, prev) in events.iter_mut() {
+                    if e.rev() < w.next_rev || !w.wants(&e.ev) {
+                        continue;
+                    }
+                    evs.push(if w.prev_kv {
+                        e.with_prev(*prev)
+                    } else {
+                        e.plain()
+                    });
+                }
                 if evs.is_empty() {
                     continue;
                 }
-                let resp = WatchResponse {
+                let resp = WireWatchResponse {
                     header: header(c.rev),
                     watch_id: *id,
                     events: evs,
@@ -424,7 +425,7 @@ pub(crate) fn maybe_answer_progress(st: &mut HubState, sid: StreamId) {
         if s.progress_pending && s.watchers.values().all(|w| w.synced) {
             s.progress_pending = false;
             s.sink.send(
-                WatchResponse {
+                WireWatchResponse {
                     header: header(rev),
                     watch_id: -1,
                     ..Default::default()

@@ -6,8 +6,11 @@
 //!   created/canceled responses, events, progress — goes through that one queue, so order on
 //!   the queue is order on the wire.
 //! * A watcher is *synced* when it has been sent every event up to the hub's revision; the
-//!   applier's [`WatchHub::notify`] hands each committed batch to synced watchers directly
-//!   (events are built once per batch and shared, key and value bytes are reference counted).
+//!   applier's [`WatchHub::notify`] hands each committed batch to synced watchers directly.
+//!   Each event is protobuf-encoded once per batch (once more with `prev_kv` if a watcher
+//!   wants it) into [`shale_api::watch_wire::EncodedEvent`] bytes that every watcher with the
+//!   same settings shares; per watcher only the small response envelope is built, and the
+//!   server copies the shared bytes into the response (no re-encoding per watcher).
 //! * A watcher is *unsynced* when it must first replay history (it started in the past) or
 //!   when its stream's queue was full (a slow client). A background thread replays stored
 //!   history from the watcher's next revision, in chunks of whole revisions, and moves it to
@@ -21,5 +24,6 @@
 
 mod catchup;
 mod hub;
+mod shared;
 
 pub use hub::{StreamId, WatchHub, WatchSink, WatchSpec};
