@@ -1,5 +1,5 @@
-//! `shale-bench`: etcd-benchmark-style load against any etcd v3 endpoint, and side-by-side
-//! Shale vs etcd comparisons. See docs/benchmarks.md.
+//! `shale-bench`: Kubernetes-shaped scenarios (S1–S6) and etcd-benchmark-style load against
+//! any etcd v3 endpoint, and side-by-side Shale vs etcd comparisons. See docs/benchmarks.md.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +9,9 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use shale_bench::compare::{compare, CompareOpts, WorkloadSel};
+use shale_bench::monitor::Servers;
+use shale_bench::scenario::{ScenarioArgs, ScenarioId};
+use shale_bench::scompare::{compare_scenario, run_target, ScenarioCompareOpts};
 use shale_bench::pool::ClientPool;
 use shale_bench::report::Report;
 use shale_bench::runner::{run, LoadSpec};
@@ -33,6 +36,44 @@ enum Cmd {
     Range(RangeArgs),
     /// Run the same load against real etcd and Shale, write DIR/report.md and DIR/report.json.
     Compare(CompareArgs),
+    /// Run a Kubernetes-shaped scenario (S1–S6) against running endpoints.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario to run.
+    #[arg(long, value_enum)]
+    scenario: ScenarioId,
+    /// Comma-separated endpoints (`http://host:port` or `host:port`).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// Tiny sizes (smoke runs).
+    #[arg(long)]
+    quick: bool,
+    /// Write report.json, report.md and plots here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Server process to sample for RSS/CPU (repeatable); a dying one stops the run.
+    #[arg(long)]
+    server_pid: Vec<u32>,
+    /// Server data dir to measure (repeatable).
+    #[arg(long)]
+    data_dir: Vec<PathBuf>,
+    /// gRPC connections (default 8, S6 10; quick 2).
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Closed-loop clients (S1 closed phase, S6).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// S6: operations per benchmark.
+    #[arg(long)]
+    total: Option<u64>,
+    /// Per-request timeout in seconds (default 60).
+    #[arg(long)]
+    timeout: Option<f64>,
+    #[command(flatten)]
+    scenario_args: ScenarioArgs,
 }
 
 /// Connection and load flags shared by `put` and `range` (etcd's names and defaults).
@@ -133,9 +174,17 @@ struct RangeArgs {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// put, range or both.
+    /// put, range or both (ignored with --scenario).
     #[arg(long, value_enum, default_value = "both")]
     workload: WorkloadSel,
+    /// Compare a Kubernetes-shaped scenario instead of put/range.
+    #[arg(long, value_enum)]
+    scenario: Option<ScenarioId>,
+    /// Members per system for --scenario (1 or 3).
+    #[arg(long, default_value_t = 1)]
+    members: usize,
+    #[command(flatten)]
+    scenario_args: ScenarioArgs,
     /// Tiny totals (for smoke tests): 4 conns, 16 clients, 1000 requests unless overridden.
     #[arg(long)]
     quick: bool,
@@ -182,9 +231,9 @@ struct CompareArgs {
     /// Range consistency: l = linearizable, s = serializable.
     #[arg(long, value_enum, default_value = "l")]
     consistency: Consistency,
-    /// Per-request timeout in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    /// Per-request timeout in seconds (default 30; scenarios 60).
+    #[arg(long)]
+    timeout: Option<f64>,
     /// Print progress to stderr every 5 s.
     #[arg(long)]
     progress: bool,
@@ -224,6 +273,50 @@ async fn main() -> Result<()> {
             let r = run(&pool, Arc::new(w), &a.load.spec(), None).await?;
             print(&r, a.load.json)
         }
+        Cmd::Compare(a) if a.scenario.is_some() => {
+            let id = a.scenario.expect("checked");
+            anyhow::ensure!(
+                a.members == 1 || a.members == 3,
+                "--members must be 1 or 3"
+            );
+            let mut sa = a.scenario_args.clone();
+            sa.clients = a.clients;
+            sa.conns = a.conns;
+            sa.total = a.total;
+            sa.timeout = a.timeout;
+            let opts = ScenarioCompareOpts {
+                params: sa.resolve(id, a.quick)?,
+                members: a.members,
+                out: a.out.clone(),
+                etcd_bin: a.etcd_bin,
+                shale_bin: a.shale_bin,
+                etcd_args: a.etcd_arg,
+                shale_args: a.shale_arg,
+                progress: true,
+            };
+            compare_scenario(&opts).await?;
+            eprintln!(
+                "compare: wrote {}/report.{{md,json}} and plots",
+                opts.out.display()
+            );
+            print!("{}", std::fs::read_to_string(opts.out.join("report.md"))?);
+            Ok(())
+        }
+        Cmd::Run(a) => {
+            let mut sa = a.scenario_args.clone();
+            sa.clients = a.clients;
+            sa.conns = a.conns;
+            sa.total = a.total;
+            sa.timeout = a.timeout;
+            let params = sa.resolve(a.scenario, a.quick)?;
+            let servers = Servers {
+                pids: a.server_pid,
+                data_dirs: a.data_dir,
+            };
+            let md = run_target(&a.endpoints, servers, params, a.out.as_deref(), true).await?;
+            print!("{md}");
+            Ok(())
+        }
         Cmd::Compare(a) => {
             let opts = CompareOpts {
                 workload: a.workload,
@@ -243,7 +336,7 @@ async fn main() -> Result<()> {
                 sequential_keys: a.sequential_keys,
                 range_key: a.key,
                 serializable: matches!(a.consistency, Consistency::S),
-                timeout: Duration::from_secs_f64(a.timeout),
+                timeout: Duration::from_secs_f64(a.timeout.unwrap_or(30.0)),
                 progress: a.progress,
             };
             compare(&opts).await?;

@@ -63,6 +63,24 @@ impl Recorder {
         }
     }
 
+    /// Latency at quantile `q` (0..=1) in milliseconds (0 when empty).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.hist.is_empty() {
+            0.0
+        } else {
+            self.hist.value_at_quantile(q) as f64 / 1000.0
+        }
+    }
+
+    /// Successful requests slower than `d`.
+    pub fn count_above(&self, d: Duration) -> u64 {
+        let us = d.as_micros() as u64;
+        if self.hist.is_empty() || self.hist.max() <= us {
+            return 0;
+        }
+        self.hist.count_between(us + 1, self.hist.max())
+    }
+
     pub fn successes(&self) -> u64 {
         self.hist.len()
     }
@@ -199,6 +217,18 @@ mod tests {
         assert!((r.p99_ms - 990.0).abs() < 1.0, "{}", r.p99_ms);
         assert!((r.max_ms - 1000.0).abs() < 1.0, "{}", r.max_ms);
         assert!(r.to_text().contains("Requests/sec: 500.0"));
+    }
+
+    #[test]
+    fn quantiles_and_stalls() {
+        let mut a = Recorder::new();
+        for i in 1..=100u64 {
+            a.ok(Duration::from_millis(i));
+        }
+        assert_eq!(a.count_above(Duration::from_millis(90)), 10);
+        assert_eq!(a.count_above(Duration::from_secs(1)), 0);
+        assert!((a.quantile_ms(0.5) - 50.0).abs() < 0.5);
+        assert_eq!(Recorder::new().quantile_ms(0.99), 0.0);
     }
 
     #[test]
