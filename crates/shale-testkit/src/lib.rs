@@ -5,3 +5,4 @@ pub mod mesh;
 pub mod model;
 pub mod process;
 pub mod proxy;
+pub mod workload;

@@ -14,7 +14,9 @@
 //! ([`crate::linearize::check_kv`]). An operation still in flight when the history is taken is
 //! treated like a failed one.
 //!
-//! Invariants: `call <= ret` for every returned operation; `output.is_some() == ret.is_some()`.
+//! Invariants: `call <= ret` for every returned operation; a returned operation has an output.
+//! An operation that never returned normally has none, but may get one afterwards when its
+//! effect is learned elsewhere ([`crate::linearize::patch_failed_writes`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -29,7 +31,7 @@ pub struct Operation<I, O> {
     /// Return time; `None` = never returned (failed or timed out): may or may not have applied.
     pub ret: Option<u64>,
     pub input: I,
-    /// `None` exactly when `ret` is `None`.
+    /// `Some` when `ret` is; `None` = unknown (a never-returned op may have a learned output).
     pub output: Option<O>,
 }
 

@@ -25,6 +25,7 @@
 
 pub mod history;
 pub mod kv;
+pub mod patch;
 mod report;
 pub mod search;
 
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub use history::{History, Operation, Recorder, Ticket};
 pub use kv::{Expect, KvInput, KvOutput};
+pub use patch::{patch_failed_writes, AppliedWrite, PatchStats};
 pub use report::IllegalReport;
 
 /// A history of KV operations.
@@ -104,7 +106,7 @@ impl fmt::Display for CheckResult {
 pub struct HistoryStats {
     pub keys: usize,
     pub ops: usize,
-    /// Writes whose outcome is unknown.
+    /// Writes that never returned (outcome unknown, or learned afterwards by patching).
     pub maybe: usize,
     /// Failed reads (dropped before checking).
     pub failed_reads: usize,
@@ -135,7 +137,7 @@ pub fn stats(h: &KvHistory) -> HistoryStats {
         maybe: h
             .ops
             .iter()
-            .filter(|o| o.output.is_none() && !o.input.is_read())
+            .filter(|o| o.ret.is_none() && !o.input.is_read())
             .count(),
         failed_reads: h
             .ops
