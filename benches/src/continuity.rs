@@ -155,10 +155,15 @@ impl Continuity {
     /// Check one event.
     pub fn observe(&mut self, rev: i64, key: &[u8], delete: bool) -> Verdict {
         self.events += 1;
-        if delete {
+        let v = self.classify(rev, key);
+        if delete && v != Verdict::Duplicate {
             self.deletes += 1;
             self.delete_revs.push(rev);
         }
+        v
+    }
+
+    fn classify(&mut self, rev: i64, key: &[u8]) -> Verdict {
         if rev > self.last_rev {
             self.last_rev = rev;
             self.keys_at_last.clear();
@@ -257,7 +262,10 @@ mod tests {
         let Lag::Known(lag) = acks.lag(100, later) else {
             panic!("ack recorded")
         };
-        assert!(lag >= Duration::from_millis(4) && lag <= Duration::from_millis(6), "{lag:?}");
+        assert!(
+            lag >= Duration::from_millis(4) && lag <= Duration::from_millis(6),
+            "{lag:?}"
+        );
         assert_eq!(acks.lag(101, later), Lag::Pending);
         assert_eq!(acks.lag(5000, later), Lag::Outside);
         assert!(!acks.ack(99, t0));

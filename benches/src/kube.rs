@@ -137,10 +137,12 @@ pub fn delete_txn(key: Bytes, rev: i64) -> TxnRequest {
     TxnRequest {
         compare: vec![mod_equals(&key, rev)],
         success: vec![RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: key.clone(),
+                    ..Default::default()
+                },
+            )),
         }],
         failure: vec![get_op(&key)],
     }
@@ -191,7 +193,9 @@ pub fn prefix_end(prefix: &[u8]) -> Bytes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListKind {
     /// Pages of `limit` keys (0 = one unpaged Range).
-    Paged { limit: i64 },
+    Paged {
+        limit: i64,
+    },
     KeysOnly,
     CountOnly,
     /// Server-streaming `KV/RangeStream` (etcd 3.7; etcd 3.5 answers Unimplemented).

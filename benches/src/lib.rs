@@ -17,18 +17,18 @@
 //!   identical load against each and writes `report.md` / `report.json`.
 
 pub mod compare;
-pub mod pool;
-pub mod report;
-pub mod runner;
-pub mod sysinfo;
-pub mod workload;
 pub mod continuity;
 pub mod kube;
 pub mod monitor;
 pub mod objects;
 pub mod phase;
 pub mod plot;
+pub mod pool;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod scompare;
+pub mod sysinfo;
 pub mod topology;
 pub mod watchers;
+pub mod workload;

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use shale_bench::compare::{compare, CompareOpts, WorkloadSel};
 use shale_bench::monitor::Servers;
-use shale_bench::scenario::{ScenarioArgs, ScenarioId};
-use shale_bench::scompare::{compare_scenario, run_target, ScenarioCompareOpts};
 use shale_bench::pool::ClientPool;
 use shale_bench::report::Report;
 use shale_bench::runner::{run, LoadSpec};
+use shale_bench::scenario::{ScenarioArgs, ScenarioId};
+use shale_bench::scompare::{compare_scenario, run_target, ScenarioCompareOpts};
 use shale_bench::workload::{PutWorkload, RangeWorkload};
 
 #[derive(Parser, Debug)]
@@ -275,10 +275,7 @@ async fn main() -> Result<()> {
         }
         Cmd::Compare(a) if a.scenario.is_some() => {
             let id = a.scenario.expect("checked");
-            anyhow::ensure!(
-                a.members == 1 || a.members == 3,
-                "--members must be 1 or 3"
-            );
+            anyhow::ensure!(a.members == 1 || a.members == 3, "--members must be 1 or 3");
             let mut sa = a.scenario_args.clone();
             sa.clients = a.clients;
             sa.conns = a.conns;

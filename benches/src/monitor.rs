@@ -91,7 +91,7 @@ impl Monitor {
                         stop.store(true, Ordering::SeqCst);
                         break;
                     }
-                    if tick % 4 == 0 {
+                    if tick.is_multiple_of(4) {
                         let s = servers.clone();
                         if let Ok(b) = tokio::task::spawn_blocking(move || s.disk_bytes()).await {
                             disk_mib = b as f64 / 1048576.0;
@@ -139,9 +139,10 @@ impl Monitor {
         self.done.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         let samples = std::mem::take(&mut *self.samples.lock());
-        let sampled = samples.iter().map(|s| s.rss_mib).fold(None, |a: Option<f64>, b| {
-            Some(a.map_or(b, |a| a.max(b)))
-        });
+        let sampled = samples
+            .iter()
+            .map(|s| s.rss_mib)
+            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
         let hwm = self.servers.hwm_mib();
         let peak = match (sampled, hwm) {
             (Some(a), Some(b)) => Some(a.max(b)),

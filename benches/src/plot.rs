@@ -11,7 +11,9 @@ const L: f64 = 70.0;
 const R: f64 = 150.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLORS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+const COLORS: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
 
 /// One line.
 #[derive(Clone, Debug)]
@@ -217,7 +219,10 @@ mod tests {
             XAxis::Nines,
             &[Series {
                 name: "etcd".into(),
-                points: plot_quantiles().into_iter().map(|q| (q, q * 10.0)).collect(),
+                points: plot_quantiles()
+                    .into_iter()
+                    .map(|q| (q, q * 10.0))
+                    .collect(),
             }],
         );
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));

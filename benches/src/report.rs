@@ -78,7 +78,8 @@ impl Recorder {
         if self.hist.is_empty() || self.hist.max() <= us {
             return 0;
         }
-        self.hist.count_between(us + 1, self.hist.max())
+        self.hist
+            .count_between(self.hist.next_non_equivalent(us), self.hist.max())
     }
 
     pub fn successes(&self) -> u64 {

@@ -49,6 +49,8 @@ pub struct Summary {
     pub lost_events: u64,
     pub duplicate_events: u64,
     pub out_of_order_events: u64,
+    /// Events still on their way when the drain deadline passed (slow, not lost).
+    pub undelivered_at_deadline: u64,
     pub watch_lag_p50_ms: Option<f64>,
     pub watch_lag_p99_ms: Option<f64>,
     pub watch_lag_max_ms: Option<f64>,
@@ -108,7 +110,8 @@ impl Summary {
             watch_events: watches.clone().map(|w| w.events).sum(),
             lost_events: watches.clone().map(|w| w.lost_events).sum(),
             duplicate_events: watches.clone().map(|w| w.duplicate_events).sum(),
-            out_of_order_events: watches.map(|w| w.out_of_order_events).sum(),
+            out_of_order_events: watches.clone().map(|w| w.out_of_order_events).sum(),
+            undelivered_at_deadline: watches.map(|w| w.undelivered_at_deadline).sum(),
             watch_lag_p50_ms: worst(|w| w.lag_p50_ms),
             watch_lag_p99_ms: worst(|w| w.lag_p99_ms),
             watch_lag_max_ms: worst(|w| w.lag_max_ms),
@@ -222,7 +225,9 @@ async fn one_system(
         s.throughput_ops,
         s.p99_ms,
         s.lost_events,
-        s.peak_rss_mib.map(|v| format!("{v:.0}")).unwrap_or("n/a".into())
+        s.peak_rss_mib
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or("n/a".into())
     );
     Ok(s)
 }
@@ -329,7 +334,11 @@ pub fn write_plots(out: &Path, systems: &[(String, &Summary)]) -> Result<()> {
     let mut rss = Vec::new();
     let mut disk = Vec::new();
     for (name, s) in systems {
-        if let Some(h) = s.phases.iter().find(|p| p.load.report.name == s.headline_phase) {
+        if let Some(h) = s
+            .phases
+            .iter()
+            .find(|p| p.load.report.name == s.headline_phase)
+        {
             let rec = &h.load.recorder;
             cdf.push(Series {
                 name: name.clone(),
@@ -416,7 +425,8 @@ pub async fn run_target(
     out: Option<&Path>,
     progress: bool,
 ) -> Result<String> {
-    let (r, samples, peak) = run_scenario(endpoints, servers.clone(), params.clone(), progress).await?;
+    let (r, samples, peak) =
+        run_scenario(endpoints, servers.clone(), params.clone(), progress).await?;
     let disk = servers.disk_bytes() as f64 / 1048576.0;
     let s = Summary::new(
         endpoints.join(","),
@@ -429,7 +439,13 @@ pub async fn run_target(
     );
     let systems = vec![("target".to_string(), Ok(s))];
     let date = sysinfo::utc_now();
-    let md = markdown::render(&params, endpoints.len(), &date, &sysinfo::machine(), &systems);
+    let md = markdown::render(
+        &params,
+        endpoints.len(),
+        &date,
+        &sysinfo::machine(),
+        &systems,
+    );
     if let Some(out) = out {
         std::fs::create_dir_all(out)?;
         write_report(out, &params, endpoints.len(), &systems)?;

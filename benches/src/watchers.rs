@@ -66,6 +66,9 @@ pub struct WatchStats {
     pub deletes_seen: Vec<u64>,
     /// Watchers that had not reached the final revision when the drain deadline passed.
     pub behind_at_end: u64,
+    /// Events such watchers had not received yet (not counted as lost: they were slow,
+    /// not skipped).
+    pub undelivered_at_deadline: u64,
     pub lag_samples: u64,
     pub lag_p50_ms: f64,
     pub lag_p90_ms: f64,
@@ -101,7 +104,10 @@ impl WatchFleet {
         acks: Arc<AckTable>,
         capacity: usize,
     ) -> Result<Self> {
-        anyhow::ensure!(spec.per_stream >= 1, "--watchers-per-stream must be at least 1");
+        anyhow::ensure!(
+            spec.per_stream >= 1,
+            "--watchers-per-stream must be at least 1"
+        );
         let streams = spec.watchers.div_ceil(spec.per_stream);
         let last_revs: Arc<Vec<AtomicI64>> =
             Arc::new((0..spec.watchers).map(|_| AtomicI64::new(0)).collect());
@@ -197,7 +203,11 @@ impl WatchFleet {
                 st.events += c.events;
                 st.duplicate_events += c.duplicates;
                 st.out_of_order_events += c.out_of_order;
-                st.lost_events += c.lost(end_rev, &expected);
+                // gaps below what the watcher reached are lost; beyond it, just late
+                let reached = c.last_rev().min(end_rev);
+                let lost = c.lost(reached, &expected);
+                st.lost_events += lost;
+                st.undelivered_at_deadline += c.lost(end_rev, &expected) - lost;
                 let d = c.deletes_upto(end_rev);
                 st.min_deletes_seen = st.min_deletes_seen.min(d);
                 st.deletes_seen.push(d);
@@ -267,8 +277,10 @@ async fn run_stream(
             .context("queueing the first watch create")?;
     }
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
+    req.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
     let mut resp = client
         .watch(req)
         .await

@@ -34,7 +34,13 @@ enum Action {
 }
 
 impl ChurnGen {
-    pub fn new(kind: Kind, namespaces: u64, slots: Arc<Slots>, size: usize, mix: (u32, u32)) -> Self {
+    pub fn new(
+        kind: Kind,
+        namespaces: u64,
+        slots: Arc<Slots>,
+        size: usize,
+        mix: (u32, u32),
+    ) -> Self {
         Self {
             kind,
             namespaces,
@@ -82,8 +88,14 @@ impl OpGen for ChurnGen {
         };
         match write(kv, txn).await {
             Ok(WriteOutcome::Done(new)) => {
-                self.slots
-                    .release(slot, if matches!(action, Action::Delete) { 0 } else { new });
+                self.slots.release(
+                    slot,
+                    if matches!(action, Action::Delete) {
+                        0
+                    } else {
+                        new
+                    },
+                );
                 Ok(Outcome {
                     written: Some(new),
                     ..Default::default()

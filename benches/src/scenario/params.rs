@@ -95,12 +95,12 @@ pub struct ScenarioArgs {
     /// gRPC connections (set from `--conns`).
     #[arg(skip)]
     pub conns: Option<usize>,
-    /// Per-request timeout in seconds (set from `--timeout`; default 60).
+    /// Per-request timeout in seconds (set from `--timeout`; default 60, S3 300).
     #[arg(skip)]
     pub timeout: Option<f64>,
-    /// Seconds to wait for watchers to catch up after the writes of a phase.
-    #[arg(long, default_value_t = 120.0)]
-    pub drain_secs: f64,
+    /// Seconds to wait for watchers to catch up after the writes of a phase (default 120).
+    #[arg(long)]
+    pub drain_secs: Option<f64>,
 }
 
 /// Resolved parameters of a scenario run.
@@ -218,10 +218,11 @@ impl ScenarioArgs {
                 S5 => pick(quick, 1800.0, 6.0),
                 S6 => pick(quick, 600.0, 60.0),
             }),
-            concurrency: self
-                .concurrency
-                .clone()
-                .unwrap_or(pick(quick, vec![1, 4, 10], vec![1, 4])),
+            concurrency: self.concurrency.clone().unwrap_or(pick(
+                quick,
+                vec![1, 4, 10],
+                vec![1, 4],
+            )),
             lists,
             bg_rate: self.bg_rate.unwrap_or(pick(quick, 200.0, 50.0)),
             event_ttl: self.event_ttl.unwrap_or(pick(quick, 30, 2)),
@@ -232,8 +233,8 @@ impl ScenarioArgs {
                 S6 => pick(quick, 10, 2),
                 _ => pick(quick, 8, 2),
             }),
-            timeout_s: self.timeout.unwrap_or(60.0),
-            drain_s: self.drain_secs,
+            timeout_s: self.timeout.unwrap_or(if s == S3 { 300.0 } else { 60.0 }),
+            drain_s: self.drain_secs.unwrap_or(120.0),
         };
         anyhow::ensure!(p.conns >= 1, "--conns must be at least 1");
         anyhow::ensure!(p.phase_secs > 0.0, "--phase-secs must be positive");

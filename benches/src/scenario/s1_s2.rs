@@ -66,7 +66,11 @@ pub async fn s1(ctx: &mut Ctx) -> Result<usize> {
     for rate in ctx.p.rates.clone() {
         let mode = Mode::Open { rate };
         let w = watch(ctx, Kind::Lease, watchers, mode);
-        let p = plan(ctx, format!("heartbeats {rate}/s, {watchers} watchers"), mode);
+        let p = plan(
+            ctx,
+            format!("heartbeats {rate}/s, {watchers} watchers"),
+            mode,
+        );
         ctx.phase(gen.clone(), p, w, None).await?;
     }
     let mode = Mode::Closed {

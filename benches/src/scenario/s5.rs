@@ -65,7 +65,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
         })
     };
     let plan = Plan {
-        name: format!("updates {rate}/s, compaction every {}s", ctx.p.compact_every),
+        name: format!(
+            "updates {rate}/s, compaction every {}s",
+            ctx.p.compact_every
+        ),
         mode: Mode::Open { rate },
         duration: ctx.phase_duration(),
         max_ops: None,

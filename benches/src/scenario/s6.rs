@@ -123,8 +123,12 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
             value: value.clone(),
         })
     };
-    let (clients, duration, total, timeout) =
-        (ctx.p.clients, ctx.phase_duration(), ctx.p.total, ctx.timeout());
+    let (clients, duration, total, timeout) = (
+        ctx.p.clients,
+        ctx.phase_duration(),
+        ctx.p.total,
+        ctx.timeout(),
+    );
     let closed = |name: &str| Plan {
         name: name.to_string(),
         mode: Mode::Closed { clients },
@@ -133,11 +137,20 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
         timeout,
     };
     let head = ctx.phase(gen(Op::Put), closed("put"), None, None).await?;
-    let (g, p) = (gen(Op::Range { serializable: false }), closed("range-linearizable"));
+    let (g, p) = (
+        gen(Op::Range {
+            serializable: false,
+        }),
+        closed("range-linearizable"),
+    );
     ctx.phase(g, p, None, None).await?;
-    let (g, p) = (gen(Op::Range { serializable: true }), closed("range-serializable"));
+    let (g, p) = (
+        gen(Op::Range { serializable: true }),
+        closed("range-serializable"),
+    );
     ctx.phase(g, p, None, None).await?;
-    ctx.phase(gen(Op::TxnPut), closed("txn-put"), None, None).await?;
+    ctx.phase(gen(Op::TxnPut), closed("txn-put"), None, None)
+        .await?;
     let rate = ctx.p.rates.first().copied().unwrap_or(100.0);
     let cap = if ctx.p.quick { 3.0 } else { 30.0 };
     let secs = (ctx.p.total as f64 / rate).min(cap);

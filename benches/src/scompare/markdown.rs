@@ -32,7 +32,10 @@ pub fn render(
         p.watchers_per_stream, p.phase_secs, p.conns
     );
     if p.quick {
-        let _ = writeln!(s, "- **--quick run: tiny sizes, numbers are not meaningful**");
+        let _ = writeln!(
+            s,
+            "- **--quick run: tiny sizes, numbers are not meaningful**"
+        );
     }
     let _ = writeln!(
         s,
@@ -75,7 +78,11 @@ pub fn render(
                 let _ = writeln!(
                     s,
                     "| {name} | **failed** | {} |||||||||||||||",
-                    format!("{e:#}").lines().next().unwrap_or("").replace('|', "/")
+                    format!("{e:#}")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .replace('|', "/")
                 );
             }
         }
@@ -129,6 +136,12 @@ pub fn render(
                 notes.push(format!(
                     "background writes {:.0}/s p99 {:.2} ms, {} errors",
                     b.throughput_ops, b.p99_ms, b.errors
+                ));
+            }
+            if let Some(w) = ph.watch.as_ref().filter(|w| w.behind_at_end > 0) {
+                notes.push(format!(
+                    "{} watchers behind at the drain deadline, {} events undelivered",
+                    w.behind_at_end, w.undelivered_at_deadline
                 ));
             }
             if ph.load.conflicts > 0 {
