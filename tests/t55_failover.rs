@@ -41,9 +41,9 @@ async fn client(
         let mut failed = false;
         while !failed && !stop.load(Ordering::Relaxed) {
             seq += 1;
-            let key = format!("/lin/k{}", rand::thread_rng().gen_range(0..KEYS));
+            let key = format!("/lin/k{}", rand::rng().random_range(0..KEYS));
             let value = format!("c{id}-{seq}");
-            let roll: u32 = rand::thread_rng().gen_range(0..10);
+            let roll: u32 = rand::rng().random_range(0..10);
             if roll < 4 {
                 // A unique key nobody overwrites: its presence on every member is checked.
                 let k = format!("/dur/c{id}/{seq}");

@@ -109,7 +109,10 @@ pub async fn wait_converged(members: &mut [EtcdProcess], timeout: Duration) -> R
     let mut last = String::new();
     while Instant::now() < deadline {
         let mut seen = Vec::new();
-        for m in members.iter_mut().filter(|m| m.is_running()) {
+        for m in members.iter_mut() {
+            if !m.is_running() {
+                continue;
+            }
             let ep = m.endpoint();
             match (status(&ep).await, hash_kv(&ep).await) {
                 (Ok(s), Ok(h)) => seen.push((s.raft_applied_index, h)),

@@ -287,6 +287,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         )
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         prune_snapshots(&self.snap_dir, &meta.snapshot_id);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            "installed a snapshot received from the leader"
+        );
         self.current = Some((meta.clone(), data));
         Ok(())
     }
