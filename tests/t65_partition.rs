@@ -1,6 +1,6 @@
 //! A network partition, made with one TCP proxy per member pair on the peer port: the
 //! isolated old leader acknowledges no write, serves no linearizable read and answers
-//! `hasleader` requests with "etcdserver: no leader"; the majority elects a leader and
+//! `hasleader` requests with "etcdserver: no leader" (and ends such watch streams); the majority elects a leader and
 //! goes on; after healing, every member converges and the minority's unacknowledged write
 //! is gone.
 
@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use cluster_util::*;
 use shale_api::etcdserverpb::kv_client::KvClient;
-use shale_api::etcdserverpb::{PutRequest, RangeRequest};
+use shale_api::etcdserverpb::watch_client::WatchClient;
+use shale_api::etcdserverpb::{
+    watch_request, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+};
 use shale_testkit::mesh::{Fault, PartitionedMesh};
 use shale_testkit::process::{free_port, shale_bin, EtcdProcess};
 
@@ -58,8 +61,45 @@ async fn minority_acknowledges_nothing_and_heals() {
     put(&eps[leader], "/p/before", "1").await.expect("put");
     wait_converged(&mut c, T).await.expect("converged");
 
+    // A hasleader watch on the leader-to-be-isolated: ended with "no leader".
+    let (wtx, wrx) = tokio::sync::mpsc::channel(4);
+    wtx.send(WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: "/p/".into(),
+            range_end: "/p0".into(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .expect("send");
+    let mut wreq = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(wrx));
+    wreq.metadata_mut()
+        .insert("hasleader", "true".parse().expect("metadata"));
+    let mut watch = WatchClient::new(channel(&eps[leader]).await.expect("channel"))
+        .watch(wreq)
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(watch.message().await.expect("created").expect("created").created);
+
     let old = c[leader].name().to_string();
     mesh.isolate_with(&old, Fault::Blackhole);
+    let ended = tokio::time::timeout(T, async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    })
+    .await
+    .expect("the hasleader watch ends");
+    assert_eq!(
+        ended.map(|e| e.message().to_string()).as_deref(),
+        Some("etcdserver: no leader")
+    );
+    drop(wtx);
 
     // The majority elects a new leader and takes writes.
     let mut majority: Vec<EtcdProcess> = Vec::new();
