@@ -43,7 +43,16 @@ fn shale_history_is_linearizable() {
 /// failed writes become maybe-applied and the history must still check.
 #[test]
 fn etcd35_history_with_faults_is_linearizable() {
-    let mut etcd = EtcdProcess::start(&etcd35_bin().unwrap(), &[]).unwrap();
+    run_with_faults(EtcdProcess::start(&etcd35_bin().unwrap(), &[]).unwrap());
+}
+
+/// Needs target/release/shale.
+#[test]
+fn shale_history_with_faults_is_linearizable() {
+    run_with_faults(EtcdProcess::start(&shale_bin().unwrap(), &["--log-level", "warn"]).unwrap());
+}
+
+fn run_with_faults(mut etcd: EtcdProcess) {
     let target: SocketAddr = ([127, 0, 0, 1], etcd.client_port()).into();
     let proxy = LinkProxy::start(target).unwrap();
     let mut cfg = WorkloadConfig::new(vec![format!("http://{}", proxy.addr())]);

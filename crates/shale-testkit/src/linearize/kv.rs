@@ -13,10 +13,18 @@
 //!   failed excludes `R`. A CAS on `R` whose outcome is unknown splits the search in two;
 //! * an absent key has mod_revision 0 (etcd's compare semantics).
 //!
+//! With an unknown outcome (the op never returned) `step` returns only outcomes that change
+//! something: an op that never returned may stay unlinearized forever, which is always at
+//! least as permissive as linearizing it as a no-op (steps are monotone: fewer exclusions on
+//! an unknown revision never forbid a later step).
+//!
 //! Gets must return the current value (and its mod_revision when it is reported); Delete
 //! answers 1 when the key existed, 0 otherwise; CAS (`Txn` with one compare on value or
 //! mod_revision, and a Put in its success branch) succeeds exactly when its compare holds.
 //! Values are interned to small integers per key partition, so states are cheap to hash.
+//! A written value that no operation observes (no Get returned it, no CAS compared with it)
+//! is interned as the one anonymous value [`ANON`]: such writes differ in nothing the model
+//! can see, and making them equal lets the search treat failed ones as interchangeable.
 
 use std::collections::HashMap;
 
@@ -134,14 +142,49 @@ pub(crate) enum COut {
     Cas(bool, Option<i64>),
 }
 
+/// The id of every written value that no operation observes.
+pub(crate) const ANON: Val = 0;
+
 /// Value interner of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Interner {
     ids: HashMap<Vec<u8>, Val>,
+    observed: std::collections::HashSet<Vec<u8>>,
     pub(crate) values: Vec<Vec<u8>>,
 }
 
 impl Interner {
+    /// An interner for this partition: values observed by some op keep their identity.
+    pub(crate) fn new<'a>(ops: impl Iterator<Item = (&'a KvInput, Option<&'a KvOutput>)>) -> Self {
+        let mut observed = std::collections::HashSet::new();
+        for (input, output) in ops {
+            if let KvInput::Cas {
+                expect: Expect::Value(Some(v)),
+                ..
+            } = input
+            {
+                observed.insert(v.clone());
+            }
+            if let Some(KvOutput::Get { value: Some(v), .. }) = output {
+                observed.insert(v.clone());
+            }
+        }
+        Self {
+            ids: HashMap::new(),
+            observed,
+            values: vec![b"<a value nobody observed>".to_vec()],
+        }
+    }
+
+    /// A written value's id: [`ANON`] unless observed.
+    pub(crate) fn written(&mut self, v: &[u8]) -> Val {
+        if self.observed.contains(v) {
+            self.id(v)
+        } else {
+            ANON
+        }
+    }
+
     pub(crate) fn id(&mut self, v: &[u8]) -> Val {
         if let Some(id) = self.ids.get(v) {
             return *id;
@@ -155,14 +198,14 @@ impl Interner {
     pub(crate) fn input(&mut self, i: &KvInput) -> CIn {
         match i {
             KvInput::Get { .. } => CIn::Get,
-            KvInput::Put { value, .. } => CIn::Put(self.id(value)),
+            KvInput::Put { value, .. } => CIn::Put(self.written(value)),
             KvInput::Delete { .. } => CIn::Delete,
             KvInput::Cas { expect, value, .. } => {
                 let e = match expect {
                     Expect::Value(v) => CExpect::Value(v.as_deref().map(|v| self.id(v))),
                     Expect::ModRevision(r) => CExpect::ModRevision(*r),
                 };
-                CIn::Cas(e, self.id(value))
+                CIn::Cas(e, self.written(value))
             }
         }
     }
@@ -198,8 +241,36 @@ pub(crate) struct KeyState {
     pub(crate) floor: i64,
 }
 
-/// The sequential specification of one key.
-pub(crate) struct KeyModel;
+/// Which write a revision is known to belong to (from any operation's output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A write of this value to this key.
+    Value(Val),
+    /// A delete of this key.
+    Delete,
+    /// A write to another key.
+    OtherKey,
+}
+
+/// The sequential specification of one key. `owners` holds the revisions the whole history
+/// attributes to a write: a value of unknown revision cannot have a revision that belongs to
+/// another write (etcd gives every write its own revision; values are told apart unless
+/// anonymous).
+#[derive(Debug, Default)]
+pub(crate) struct KeyModel {
+    pub(crate) owners: HashMap<i64, Owner>,
+}
+
+impl KeyModel {
+    /// May the current value `v` have revision `r`?
+    fn may_own(&self, v: Option<Val>, r: i64) -> bool {
+        match (self.owners.get(&r), v) {
+            (None, _) => true,
+            (Some(Owner::Value(o)), Some(v)) => *o == v || *o == ANON || v == ANON,
+            _ => false,
+        }
+    }
+}
 
 impl KeyState {
     /// The state after writing `v` with revision `rev` (`None` = unknown); `None` if illegal.
@@ -225,14 +296,15 @@ impl KeyState {
     }
 
     /// Bind an unknown mod_revision to `r` (or check a known one); `None` if impossible.
-    fn bind(&self, r: i64) -> Option<KeyState> {
+    fn bind(&self, r: i64, m: &KeyModel) -> Option<KeyState> {
         match &self.rev {
             Rev::Known(x) => (*x == r).then(|| self.clone()),
-            Rev::Unknown(not) => (r > self.floor && !not.contains(&r)).then_some(KeyState {
-                value: self.value,
-                rev: Rev::Known(r),
-                floor: r,
-            }),
+            Rev::Unknown(not) => (r > self.floor && !not.contains(&r) && m.may_own(self.value, r))
+                .then_some(KeyState {
+                    value: self.value,
+                    rev: Rev::Known(r),
+                    floor: r,
+                }),
         }
     }
 
@@ -255,11 +327,11 @@ impl KeyState {
     }
 
     /// The states in which the compare is true, and those in which it is false.
-    fn compare(&self, e: &CExpect) -> (Option<KeyState>, Option<KeyState>) {
+    fn compare(&self, e: &CExpect, m: &KeyModel) -> (Option<KeyState>, Option<KeyState>) {
         match e {
             CExpect::Value(v) if *v == self.value => (Some(self.clone()), None),
             CExpect::Value(_) => (None, Some(self.clone())),
-            CExpect::ModRevision(r) => (self.bind(*r), self.exclude(*r)),
+            CExpect::ModRevision(r) => (self.bind(*r, m), self.exclude(*r)),
         }
     }
 }
@@ -286,7 +358,7 @@ impl Model for KeyModel {
                     return vec![];
                 }
                 match (v, rev) {
-                    (Some(_), Some(r)) => one(s.bind(*r)),
+                    (Some(_), Some(r)) => one(s.bind(*r, self)),
                     _ => vec![s.clone()],
                 }
             }
@@ -299,13 +371,13 @@ impl Model for KeyModel {
                 _ => vec![],
             },
             (CIn::Cas(e, v), out) => {
-                let (yes, no) = s.compare(e);
+                let (yes, no) = s.compare(e, self);
                 let mut next = Vec::new();
                 match out {
-                    None => {
-                        next.extend(yes.and_then(|y| y.written(Some(*v), None)));
-                        next.extend(no);
-                    }
+                    // unknown outcome: only the effectful branch. The no-op one (compare
+                    // false) can only add an exclusion, and leaving the op unlinearized (it
+                    // never returned) allows everything that branch allows.
+                    None => next.extend(yes.and_then(|y| y.written(Some(*v), None))),
                     Some(COut::Cas(true, rev)) => {
                         next.extend(yes.and_then(|y| y.written(Some(*v), *rev)));
                     }
@@ -325,13 +397,14 @@ mod tests {
 
     #[test]
     fn cas_on_unknown_revision_branches() {
-        let m = KeyModel;
+        let m = KeyModel::default();
         let s = m.step(&m.init(), &CIn::Put(0), Some(&COut::Put(Some(5))))[0].clone();
         let s = m.step(&s, &CIn::Put(1), None)[0].clone();
         assert_eq!(s.rev, Rev::Unknown(vec![]));
-        // unknown outcome of a CAS on mod_revision 9: applied (bound 9) or not (excluded 9)
+        // unknown outcome of a CAS on mod_revision 9: applied (bound 9); not applied = unlinearized
         let next = m.step(&s, &CIn::Cas(CExpect::ModRevision(9), 2), None);
-        assert_eq!(next.len(), 2);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].value, Some(2));
         // a CAS on a revision at or below the floor cannot succeed
         assert!(m
             .step(
@@ -358,7 +431,7 @@ mod tests {
 
     #[test]
     fn revisions_must_grow_and_deletes_count() {
-        let m = KeyModel;
+        let m = KeyModel::default();
         let s = m.step(&m.init(), &CIn::Put(0), Some(&COut::Put(Some(5))))[0].clone();
         assert!(m
             .step(&s, &CIn::Put(1), Some(&COut::Put(Some(5))))

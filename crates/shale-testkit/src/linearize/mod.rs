@@ -152,13 +152,14 @@ pub fn stats(h: &KvHistory) -> HistoryStats {
 pub fn check_kv(history: &KvHistory, opts: &CheckOptions) -> CheckResult {
     let deadline = Instant::now() + opts.timeout;
     let mut unknown = None;
+    let owners = report::revision_owners(&history.ops);
     for (key, ops) in partitions(history) {
-        let part = report::Partition::new(&key, &ops);
+        let part = report::Partition::new(&key, &ops, &owners);
         let budget = search::Budget {
             deadline,
             max_steps: opts.max_steps_per_key,
         };
-        match search::search(&kv::KeyModel, &part.ops, budget) {
+        match search::search(&part.model, &part.ops, budget) {
             search::Outcome::Ok => {}
             search::Outcome::Illegal { deepest } => {
                 return CheckResult::Illegal(Box::new(part.explain(&deepest, opts)));

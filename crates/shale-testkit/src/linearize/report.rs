@@ -12,7 +12,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Instant;
 
-use super::kv::{CIn, COut, Interner, KeyModel, KeyState, Rev};
+use super::kv::{CIn, COut, Interner, KeyModel, KeyState, Owner, Rev};
 use super::search::{search, Budget, Model, Outcome, SearchOp};
 use super::{CheckOptions, KvInput, KvOutput, Operation};
 
@@ -55,13 +55,62 @@ pub(crate) struct Partition<'a> {
     key: Vec<u8>,
     orig: Vec<&'a Operation<KvInput, KvOutput>>,
     pub(crate) ops: Vec<SearchOp<CIn, COut>>,
+    pub(crate) model: KeyModel,
     values: Vec<Vec<u8>>,
+}
+
+/// Who wrote each revision, as far as the outputs of a whole history tell: (key, value), with
+/// `None` for a delete.
+pub(crate) type RevisionOwners = std::collections::HashMap<i64, (Vec<u8>, Option<Vec<u8>>)>;
+
+/// [`RevisionOwners`] of a history (the first claim of a revision wins; a revision claimed
+/// twice is caught by the model anyway).
+pub(crate) fn revision_owners(ops: &[Operation<KvInput, KvOutput>]) -> RevisionOwners {
+    let mut owners = RevisionOwners::new();
+    for op in ops {
+        let key = op.input.key().to_vec();
+        let claim = match (&op.input, &op.output) {
+            (
+                _,
+                Some(KvOutput::Get {
+                    value: Some(v),
+                    mod_revision: Some(r),
+                }),
+            ) => Some((*r, Some(v.clone()))),
+            (KvInput::Put { value, .. }, Some(KvOutput::Put { revision: Some(r) })) => {
+                Some((*r, Some(value.clone())))
+            }
+            (
+                KvInput::Cas { value, .. },
+                Some(KvOutput::Cas {
+                    succeeded: true,
+                    revision: Some(r),
+                }),
+            ) => Some((*r, Some(value.clone()))),
+            (
+                _,
+                Some(KvOutput::Delete {
+                    deleted: 1,
+                    revision: Some(r),
+                }),
+            ) => Some((*r, None)),
+            _ => None,
+        };
+        if let Some((r, v)) = claim {
+            owners.entry(r).or_insert((key, v));
+        }
+    }
+    owners
 }
 
 impl<'a> Partition<'a> {
     /// `orig` must be sorted by call time.
-    pub(crate) fn new(key: &[u8], orig: &[&'a Operation<KvInput, KvOutput>]) -> Self {
-        let mut interner = Interner::default();
+    pub(crate) fn new(
+        key: &[u8],
+        orig: &[&'a Operation<KvInput, KvOutput>],
+        owners: &RevisionOwners,
+    ) -> Self {
+        let mut interner = Interner::new(orig.iter().map(|o| (&o.input, o.output.as_ref())));
         let ops = orig
             .iter()
             .map(|o| SearchOp {
@@ -71,10 +120,24 @@ impl<'a> Partition<'a> {
                 output: o.output.as_ref().map(|out| interner.output(out)),
             })
             .collect();
+        let model = KeyModel {
+            owners: owners
+                .iter()
+                .map(|(r, (k, v))| {
+                    let o = match v {
+                        _ if k != key => Owner::OtherKey,
+                        Some(v) => Owner::Value(interner.written(v)),
+                        None => Owner::Delete,
+                    };
+                    (*r, o)
+                })
+                .collect(),
+        };
         Self {
             key: key.to_vec(),
             orig: orig.to_vec(),
             ops,
+            model,
             values: interner.values,
         }
     }
@@ -118,7 +181,7 @@ impl<'a> Partition<'a> {
         while lo < hi {
             let mid = (lo + hi) / 2;
             let (idx, ops) = self.prefix(returns[mid]);
-            match search(&KeyModel, &ops, budget) {
+            match search(&self.model, &ops, budget) {
                 Outcome::Illegal { deepest } => {
                     let d = deepest.iter().map(|d| idx[*d]).collect();
                     best = Some((mid, idx, d));
@@ -132,7 +195,7 @@ impl<'a> Partition<'a> {
             Some((at, kept, deepest)) if at == lo => (kept, deepest),
             _ => {
                 let (kept, ops) = self.prefix(cut);
-                match search(&KeyModel, &ops, budget) {
+                match search(&self.model, &ops, budget) {
                     Outcome::Illegal { deepest } => {
                         let d = deepest.iter().map(|d| kept[*d]).collect();
                         (kept, d)
@@ -210,10 +273,11 @@ impl<'a> Partition<'a> {
 
     /// Replay a linearization (first legal alternative at each step).
     fn replay(&self, order: &[usize]) -> Option<KeyState> {
-        let mut s = KeyModel.init();
+        let mut s = self.model.init();
         for i in order {
             let op = &self.ops[*i];
-            s = KeyModel
+            s = self
+                .model
                 .step(&s, &op.input, op.output.as_ref())
                 .into_iter()
                 .next()?;

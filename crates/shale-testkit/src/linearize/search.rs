@@ -21,21 +21,43 @@
 //! Models may be nondeterministic (the KV model does not always know a write's revision):
 //! `step` returns every possible next state, and each is a branch of the search.
 //!
+//! **Interchangeable pending operations.** Two operations that never returned and have equal
+//! inputs and outputs have the same effect on every state and no real-time constraint at their
+//! end, so the one called first dominates: whatever linearizing the later one now allows,
+//! linearizing the earlier one allows too. The search therefore only tries a pending operation
+//! once every earlier-called pending operation equal to it is linearized. This turns a burst
+//! of `k` identical failed writes (a client retrying through a cut link; the KV model maps
+//! every value nobody observed to one anonymous value to make them equal) from `2^k` subsets
+//! into `k + 1` prefixes.
+//!
+//! A pending operation whose step leaves the state unchanged is not linearized there: leaving
+//! it pending allows strictly more.
+//!
+//! **Dominance in the cache.** Pending operations never constrain the end of the search, so a
+//! node (returned ops `R`, pending ops `P`, state `S`) can do everything a node `(R, P', S)`
+//! with `P ⊆ P'` can: the next returns that must be met are the same, and it has every option
+//! the other has. The cache keeps, per `(R, S)`, the minimal pending sets explored, and a node
+//! dominated by an explored one (finished, or an ancestor on the current path) is skipped. It
+//! stays complete: take a visited node with the shortest completion `σ`; its child along `σ`
+//! was either visited (a shorter completion, contradiction) or dominated by a visited node,
+//! which then has the same shorter completion. Consecutive pending writes that leave the same
+//! state (e.g. two failed writes of unobserved values) thus collapse to one.
+//!
 //! Invariants: the list minus lifted entries holds exactly the unlinearized operations; a
 //! frame's alternatives are only the states not yet tried for that operation at that point; a
-//! (set, state) pair enters the cache once and a cached pair is never explored again (its
-//! subtree already failed, or is on the current path). The search is bounded by a [`Budget`]
+//! node is explored only if no explored node with the same returned ops and state had a subset
+//! of its pending ops. The search is bounded by a [`Budget`]
 //! (wall-clock deadline and step count); running out yields [`Outcome::Unknown`], never `Ok`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Instant;
 
 /// A sequential specification.
 pub trait Model {
     type State: Clone + Eq + Hash + std::fmt::Debug;
-    type Input;
-    type Output;
+    type Input: Eq + Hash;
+    type Output: Eq + Hash;
 
     fn init(&self) -> Self::State;
 
@@ -169,6 +191,9 @@ impl BitSet {
     fn clear(&mut self, i: usize) {
         self.0[i / 64] &= !(1 << (i % 64));
     }
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
     /// (number of leading all-ones words, the rest without trailing zero words)
     fn key(&self) -> (u32, Box<[u64]>) {
         let full = self.0.iter().take_while(|w| **w == u64::MAX).count();
@@ -182,13 +207,73 @@ impl BitSet {
     }
 }
 
-/// The memoization cache: (compacted linearized set, state) pairs already explored.
-type Cache<S> = HashSet<((u32, Box<[u64]>), S)>;
+/// The memoization cache: for each (compacted set of linearized *returned* ops, state), the
+/// sets of linearized *pending* ops explored with it.
+type Cache<S> = HashMap<((u32, Box<[u64]>), S), Vec<Box<[u64]>>>;
+
+fn subset(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+/// The linearized operations: returned ones by op index, pending ones by pending index.
+struct Linearized {
+    finite: BitSet,
+    pending: BitSet,
+    /// op index -> pending index
+    pidx: Vec<Option<usize>>,
+}
+
+impl Linearized {
+    fn set(&mut self, op: usize) {
+        match self.pidx[op] {
+            Some(p) => self.pending.set(p),
+            None => self.finite.set(op),
+        }
+    }
+    fn clear(&mut self, op: usize) {
+        match self.pidx[op] {
+            Some(p) => self.pending.clear(p),
+            None => self.finite.clear(op),
+        }
+    }
+    fn get(&self, op: usize) -> bool {
+        match self.pidx[op] {
+            Some(p) => self.pending.get(p),
+            None => self.finite.get(op),
+        }
+    }
+
+    /// Record (self, state) in the cache unless an explored node dominates it: same returned
+    /// ops and state, and a subset of its pending ops (see the module docs). True if new.
+    fn visit<S: Clone + Eq + Hash>(&self, state: &S, cache: &mut Cache<S>) -> bool {
+        let seen = cache.entry((self.finite.key(), state.clone())).or_default();
+        let mine = &self.pending.0;
+        if seen.iter().any(|e| subset(e, mine)) {
+            return false;
+        }
+        seen.retain(|e| !subset(mine, e));
+        seen.push(mine.clone().into_boxed_slice());
+        true
+    }
+}
 
 struct Frame<S> {
     entry: usize,
     prev_state: S,
     alternatives: Vec<S>,
+}
+
+/// For each pending op, the previous-called pending op equal to it (see the module docs).
+fn interchangeable<I: Eq + Hash, O: Eq + Hash>(ops: &[SearchOp<I, O>]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..ops.len()).filter(|i| ops[*i].ret.is_none()).collect();
+    order.sort_by_key(|i| (ops[*i].call, *i));
+    let mut last: std::collections::HashMap<(&I, Option<&O>), usize> = Default::default();
+    let mut after = vec![None; ops.len()];
+    for i in order {
+        let class = (&ops[i].input, ops[i].output.as_ref());
+        after[i] = last.insert(class, i);
+    }
+    after
 }
 
 /// Is `ops` linearizable with respect to `model`?
@@ -200,24 +285,37 @@ pub fn search<M: Model>(
     let mut list = List::new(ops);
     let finite_total = ops.iter().filter(|o| o.ret.is_some()).count();
     let mut finite_done = 0usize;
-    let mut linearized = BitSet::new(ops.len());
-    let mut cache: Cache<M::State> = HashSet::new();
+    let mut pidx = vec![None; ops.len()];
+    let mut pending_count = 0;
+    for (i, o) in ops.iter().enumerate() {
+        if o.ret.is_none() {
+            pidx[i] = Some(pending_count);
+            pending_count += 1;
+        }
+    }
+    let mut linearized = Linearized {
+        finite: BitSet::new(ops.len()),
+        pending: BitSet::new(pending_count),
+        pidx,
+    };
+    let mut cache: Cache<M::State> = HashMap::new();
     let mut state = model.init();
     let mut stack: Vec<Frame<M::State>> = Vec::new();
     let mut deepest: Vec<usize> = Vec::new();
     let mut steps: u64 = 0;
     let mut entry = list.next[HEAD];
+    let after = interchangeable(ops);
 
     // Take the first alternative whose (set + op, state) is new; the op's bit is left set on
     // success and cleared on failure.
     let take = |alts: &mut Vec<M::State>,
-                linearized: &mut BitSet,
+                linearized: &mut Linearized,
                 cache: &mut Cache<M::State>,
                 op: usize|
      -> Option<M::State> {
         linearized.set(op);
         while let Some(s) = alts.pop() {
-            if cache.insert((linearized.key(), s.clone())) {
+            if linearized.visit(&s, cache) {
                 return Some(s);
             }
         }
@@ -229,19 +327,28 @@ pub fn search<M: Model>(
         if finite_done == finite_total {
             return Outcome::Ok;
         }
+        if entry == NIL {
+            // unreachable while finite ops remain (their returns are in the list); be safe
+            return Outcome::Unknown { steps };
+        }
+        if list.is_call[entry] && after[list.op[entry]].is_some_and(|a| !linearized.get(a)) {
+            // an equal pending op called earlier is not linearized yet: not a step
+            entry = list.next[entry];
+            continue;
+        }
         steps += 1;
         if steps > budget.max_steps
             || (steps.is_multiple_of(1024) && Instant::now() >= budget.deadline)
         {
             return Outcome::Unknown { steps };
         }
-        if entry == NIL {
-            // unreachable while finite ops remain (their returns are in the list); be safe
-            return Outcome::Unknown { steps };
-        }
         if list.is_call[entry] {
             let op = list.op[entry];
             let mut alts = model.step(&state, &ops[op].input, ops[op].output.as_ref());
+            if ops[op].ret.is_none() {
+                // a pending op that changes nothing is better left pending
+                alts.retain(|a| *a != state);
+            }
             alts.reverse(); // `take` pops: try them in the model's order
             if let Some(next) = take(&mut alts, &mut linearized, &mut cache, op) {
                 let prev_state = std::mem::replace(&mut state, next);

@@ -343,6 +343,16 @@ impl Seq {
 /// A linearizable history: a sequential run, each op's interval drawn around its point.
 /// Some writes fail (applied or not); returns the history.
 fn random_history(rng: &mut StdRng, n: usize, keys: usize, width: u64) -> KvHistory {
+    random_history_failing(rng, n, keys, width, 0.05)
+}
+
+fn random_history_failing(
+    rng: &mut StdRng,
+    n: usize,
+    keys: usize,
+    width: u64,
+    fail: f64,
+) -> KvHistory {
     let mut seq = Seq {
         rev: 1,
         kv: Default::default(),
@@ -369,7 +379,7 @@ fn random_history(rng: &mut StdRng, n: usize, keys: usize, width: u64) -> KvHist
         let call = point - rng.random_range(0..width.min(point));
         let ret = point + rng.random_range(0..width);
         let client = rng.random_range(0..8);
-        if !input.is_read() && rng.random_bool(0.05) {
+        if !input.is_read() && rng.random_bool(fail) {
             // failed write: applied or not
             if rng.random_bool(0.5) {
                 seq.apply(&input);
@@ -479,4 +489,133 @@ fn print_example_report() {
     ]);
     eprintln!("{r}");
     assert!(r.is_illegal());
+}
+
+#[test]
+fn many_failed_writes_are_decided() {
+    for seed in 0..5 {
+        let mut rng = StdRng::seed_from_u64(500 + seed);
+        let h = random_history_failing(&mut rng, 1500, 1, 5000, 0.3);
+        let started = std::time::Instant::now();
+        let r = check_kv(
+            &h,
+            &CheckOptions {
+                timeout: std::time::Duration::from_secs(30),
+                max_steps_per_key: 5_000_000,
+            },
+        );
+        eprintln!(
+            "seed {seed}: {:?}: {r} in {:?}",
+            stats(&h),
+            started.elapsed()
+        );
+        assert!(r.is_ok(), "seed {seed}: {r}");
+    }
+}
+
+/// A client spinning on a cut link: a burst of failed, never-applied writes overlapping
+/// everything after them. Interchangeable pending writes must not multiply the search.
+#[test]
+fn burst_of_failed_writes_is_decided() {
+    let mut ops = vec![put(0, 0, 10, "a", 2)];
+    for i in 0..200u64 {
+        ops.push(Operation::maybe(
+            1 + (i as usize % 3),
+            20 + i,
+            KvInput::put("k", format!("lost{i}")),
+        ));
+        ops.push(Operation::maybe(4, 20 + i, KvInput::delete("k")));
+    }
+    let mut t = 1000;
+    for i in 0..50 {
+        ops.push(get(0, t, t + 5, Some(if i == 0 { "a" } else { "x" })));
+        ops.push(put(0, t + 10, t + 15, "x", 10 + i));
+        t += 20;
+    }
+    ops.push(get(0, t, t + 5, Some("a")));
+    let r = check_kv(
+        &History::new(ops.clone()),
+        &CheckOptions {
+            timeout: std::time::Duration::from_secs(30),
+            max_steps_per_key: 2_000_000,
+        },
+    );
+    assert!(r.is_illegal(), "{r}");
+    ops.pop();
+    let r = check_kv(
+        &History::new(ops),
+        &CheckOptions {
+            timeout: std::time::Duration::from_secs(30),
+            max_steps_per_key: 2_000_000,
+        },
+    );
+    assert!(r.is_ok(), "{r}");
+}
+
+/// Never-applied failed writes sprinkled over a history (it stays linearizable).
+fn add_noise(rng: &mut StdRng, h: &mut KvHistory, n: usize, keys: usize) {
+    let end = h.ops.iter().map(|o| o.call).max().unwrap_or(0);
+    for i in 0..n {
+        let key = format!("k{}", rng.random_range(0..keys));
+        let kinds: u32 = std::env::var("NOISE_KIND")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(9);
+        let kind = if kinds < 4 {
+            kinds
+        } else {
+            rng.random_range(0..4)
+        };
+        let input = match kind {
+            0 => KvInput::delete(key),
+            1 => KvInput::cas(
+                key,
+                Expect::ModRevision(rng.random_range(0..50)),
+                format!("n{i}"),
+            ),
+            2 => KvInput::cas(key, Expect::Value(None), format!("n{i}")),
+            _ => KvInput::put(key, format!("n{i}")),
+        };
+        // bursts: most noise in a few narrow windows
+        let call = if rng.random_bool(0.8) {
+            (end / 5) * rng.random_range(1..4u64) + rng.random_range(0..2000)
+        } else {
+            rng.random_range(0..end.max(1))
+        };
+        h.ops.push(Operation::maybe(9, call, input));
+    }
+}
+
+/// Noise makes proving illegality expensive (the whole space must be exhausted), so a mutated
+/// history may come out `Unknown`; it must never come out `Ok`.
+#[test]
+fn noisy_histories_are_ok_and_mutations_caught() {
+    let mut proven = 0;
+    for seed in 0..30 {
+        let mut rng = StdRng::seed_from_u64(7000 + seed);
+        let mut h = random_history_failing(&mut rng, 600, 2, 4000, 0.1);
+        add_noise(&mut rng, &mut h, 150, 2);
+        let opts = CheckOptions {
+            timeout: std::time::Duration::from_secs(60),
+            max_steps_per_key: 1_000_000,
+        };
+        let r = check_kv(&h, &opts);
+        assert!(r.is_ok(), "seed {seed}: {r}");
+        let reads: Vec<usize> = (0..h.ops.len())
+            .filter(|i| h.ops[*i].input.is_read() && h.ops[*i].output.is_some())
+            .collect();
+        let i = reads[rng.random_range(0..reads.len())];
+        h.ops[i].output = Some(KvOutput::Get {
+            value: Some(b"never-written".to_vec()),
+            mod_revision: None,
+        });
+        let r = check_kv(&h, &opts);
+        assert!(
+            !r.is_ok(),
+            "seed {seed}: a read of a value never written passed"
+        );
+        proven += usize::from(r.is_illegal());
+    }
+    eprintln!("mutations proven illegal: {proven} of 30");
+    assert!(proven >= 10, "only {proven} of 30 mutations proven illegal");
 }
