@@ -20,6 +20,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::proxy::{LinkMode, LinkProxy};
 
+/// Shale's hidden test flag taking [`PartitionedMesh::dial_override`].
+pub const DIAL_OVERRIDE_FLAG: &str = "--experimental-peer-dial-override";
+
 /// How a partition is applied to the links it affects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -107,6 +110,11 @@ impl PartitionedMesh {
             .map(|(to, a)| format!("{to}={a}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `[DIAL_OVERRIDE_FLAG, dial_override(from)]`, to append to `from`'s command line.
+    pub fn dial_args(&self, from: &str) -> Vec<String> {
+        vec![DIAL_OVERRIDE_FLAG.to_string(), self.dial_override(from)]
     }
 
     fn apply(&self, from: &str, to: &str, fault: Fault) {
