@@ -109,18 +109,26 @@ async fn every_member_serves_every_request() {
     assert!(ttl.ttl > 25 && ttl.ttl <= 30, "{ttl:?}");
     assert_eq!(ttl.keys, vec![bytes::Bytes::from("/w/leased")]);
 
-    // Member list: three started members with names and client URLs, on every member.
+    // Member list: three started members with names and client URLs, on every member
+    // (once each member's own publish is applied).
     for ep in &eps {
         let mut cl = ClusterClient::new(channel(ep).await.expect("channel"));
-        let list = cl
-            .member_list(MemberListRequest { linearizable: true })
-            .await
-            .expect("member list")
-            .into_inner();
-        let mut names: Vec<String> = list.members.iter().map(|m| m.name.clone()).collect();
-        names.sort();
-        assert_eq!(names, ["n1", "n2", "n3"], "{list:?}");
-        assert!(list.members.iter().all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            let list = cl
+                .member_list(MemberListRequest { linearizable: true })
+                .await
+                .expect("member list")
+                .into_inner();
+            let mut names: Vec<String> = list.members.iter().map(|m| m.name.clone()).collect();
+            names.sort();
+            if names == ["n1", "n2", "n3"] {
+                assert!(list.members.iter().all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     wait_converged(&mut c, T).await.expect("converged");
 
@@ -224,7 +232,7 @@ async fn add_learner_promote_and_remove_under_writes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let acked = writer.await.expect("writer");
     assert!(!acked.is_empty());
-    c[2].kill9().expect("stop removed n3");
+    c[2].kill9().expect("stop the removed n3");
     let mut rest: Vec<EtcdProcess> = c.into_iter().take(2).collect();
     rest.push(n4);
     wait_leader(&mut rest, T).await.expect("leader after changes");

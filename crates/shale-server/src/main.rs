@@ -87,7 +87,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .await
         }));
     }
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = member.removed() => {}
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     for t in tasks {

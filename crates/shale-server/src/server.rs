@@ -227,10 +227,41 @@ async fn publish_attrs(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<boo
     }
 }
 
+/// Resolves once this member has been removed from the cluster (as etcd, it then stops).
+async fn watch_removal(ctx: Arc<Ctx>, removed: tokio::sync::watch::Sender<bool>) {
+    let me = ctx.id.member_id;
+    let mut was_member = false;
+    let mut metrics = ctx.node.raft().metrics();
+    loop {
+        // (member now, removed by an applied uniform config)
+        let (is_member, gone) = {
+            let m = metrics.borrow_and_update();
+            let cfg = &m.membership_config;
+            let is_member = cfg.membership().get_node(&me).is_some();
+            let applied = cfg.log_id().is_some_and(|l| Some(l) <= m.last_applied);
+            let uniform = cfg.membership().get_joint_config().len() == 1;
+            (is_member, !is_member && applied && uniform)
+        };
+        if is_member {
+            was_member = true;
+        } else if was_member && gone {
+            tracing::error!(member_id = %format!("{me:x}"), "the member has been permanently removed from the cluster; stopping");
+            // Let the answer to the removal (possibly executed here) reach its client.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = removed.send(true);
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A started member.
 pub struct Member {
     pub ctx: Arc<Ctx>,
     stop: tokio::sync::watch::Sender<bool>,
+    removed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Member {
@@ -325,7 +356,17 @@ impl Member {
             stop_rx,
         );
         tracing::info!(name = %cfg.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), data_dir = %data_dir.display(), shale_version = env!("CARGO_PKG_VERSION"), "member started");
-        Ok(Member { ctx, stop })
+        let (removed_tx, removed) = tokio::sync::watch::channel(false);
+        tokio::spawn(watch_removal(ctx.clone(), removed_tx));
+        Ok(Member { ctx, stop, removed })
+    }
+
+    /// Resolves when the member has been removed from its cluster and should stop.
+    pub fn removed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.removed.clone();
+        async move {
+            let _ = rx.wait_for(|r| *r).await;
+        }
     }
 
     /// Stops background tasks and Raft.
