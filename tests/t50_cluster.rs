@@ -31,11 +31,13 @@ async fn every_member_serves_every_request() {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let mut w = WatchClient::new(channel(&eps[follower]).await.expect("channel"));
     tx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: "/w/".into(),
-            range_end: "/w0".into(),
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: "/w/".into(),
+                range_end: "/w0".into(),
+                ..Default::default()
+            },
+        )),
     })
     .await
     .expect("send");
@@ -68,7 +70,10 @@ async fn every_member_serves_every_request() {
             .expect("open");
         got.extend(r.events.into_iter().map(|e| {
             let kv = e.kv.unwrap_or_default();
-            (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision)
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
+            )
         }));
     }
     let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
@@ -102,7 +107,10 @@ async fn every_member_serves_every_request() {
         .expect("one answer");
     assert_eq!(ka.ttl, 30);
     let ttl = l
-        .lease_time_to_live(LeaseTimeToLiveRequest { id: g.id, keys: true })
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: g.id,
+            keys: true,
+        })
         .await
         .expect("ttl")
         .into_inner();
@@ -123,7 +131,10 @@ async fn every_member_serves_every_request() {
             let mut names: Vec<String> = list.members.iter().map(|m| m.name.clone()).collect();
             names.sort();
             if names == ["n1", "n2", "n3"] {
-                assert!(list.members.iter().all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
+                assert!(list
+                    .members
+                    .iter()
+                    .all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "{list:?}");
@@ -133,7 +144,12 @@ async fn every_member_serves_every_request() {
     wait_converged(&mut c, T).await.expect("converged");
 
     // MoveLeader to a follower: refused on a follower, done by the leader.
-    let target = status(&eps[follower]).await.expect("status").header.expect("h").member_id;
+    let target = status(&eps[follower])
+        .await
+        .expect("status")
+        .header
+        .expect("h")
+        .member_id;
     let mut mf = MaintenanceClient::new(channel(&eps[follower]).await.expect("channel"));
     let e = mf
         .move_leader(MoveLeaderRequest { target_id: target })
@@ -145,7 +161,9 @@ async fn every_member_serves_every_request() {
         .await
         .expect("move leader");
     assert_eq!(wait_leader(&mut c, T).await.expect("leader"), follower);
-    put(&eps[leader], "/w/after-move", "1").await.expect("put after move");
+    put(&eps[leader], "/w/after-move", "1")
+        .await
+        .expect("put after move");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +172,9 @@ async fn add_learner_promote_and_remove_under_writes() {
     wait_leader(&mut c, T).await.expect("leader");
     let eps: Vec<String> = c.iter().map(|m| m.endpoint()).collect();
     for i in 0..200 {
-        put(&eps[i % 3], &format!("/m/k{i}"), "v").await.expect("put");
+        put(&eps[i % 3], &format!("/m/k{i}"), "v")
+            .await
+            .expect("put");
     }
     // Background writes through n1 during the membership changes.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -195,7 +215,10 @@ async fn add_learner_promote_and_remove_under_writes() {
         })
         .await
         .expect_err("second learner");
-    assert_eq!(e.message(), "etcdserver: too many learner members in cluster");
+    assert_eq!(
+        e.message(),
+        "etcdserver: too many learner members in cluster"
+    );
     let initial = format!("{},n4={peer_url}", initial_cluster(&c));
     let mut n4 = EtcdProcess::new(
         &shale_bin().expect("bin"),
@@ -221,7 +244,12 @@ async fn add_learner_promote_and_remove_under_writes() {
         }
     }
     // Remove n3 (the original member, leader or not).
-    let n3_id = status(&eps[2]).await.expect("status").header.expect("h").member_id;
+    let n3_id = status(&eps[2])
+        .await
+        .expect("status")
+        .header
+        .expect("h")
+        .member_id;
     let left = cl
         .member_remove(MemberRemoveRequest { id: n3_id })
         .await
@@ -235,13 +263,21 @@ async fn add_learner_promote_and_remove_under_writes() {
     c[2].kill9().expect("stop the removed n3");
     let mut rest: Vec<EtcdProcess> = c.into_iter().take(2).collect();
     rest.push(n4);
-    wait_leader(&mut rest, T).await.expect("leader after changes");
+    wait_leader(&mut rest, T)
+        .await
+        .expect("leader after changes");
     wait_converged(&mut rest, T).await.expect("converged");
     let on_n4 = dump(&rest[2].endpoint(), "/m/").await.expect("dump n4");
-    assert_eq!(on_n4.iter().filter(|(k, _)| k.starts_with("/m/k")).count(), 200);
+    assert_eq!(
+        on_n4.iter().filter(|(k, _)| k.starts_with("/m/k")).count(),
+        200
+    );
     for i in acked {
         let k = format!("/m/bg{i}");
-        assert!(on_n4.iter().any(|(x, _)| *x == k), "acknowledged {k} missing on n4");
+        assert!(
+            on_n4.iter().any(|(x, _)| *x == k),
+            "acknowledged {k} missing on n4"
+        );
     }
 }
 

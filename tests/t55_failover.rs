@@ -106,7 +106,10 @@ async fn client(
                 }
             } else {
                 // CAS: put only if the key does not exist yet.
-                let t = rec.call(id, KvInput::cas(key.clone(), Expect::ModRevision(0), value.clone()));
+                let t = rec.call(
+                    id,
+                    KvInput::cas(key.clone(), Expect::ModRevision(0), value.clone()),
+                );
                 let r = kv
                     .txn(TxnRequest {
                         compare: vec![Compare {
@@ -174,11 +177,19 @@ async fn leader_kill_9_under_writes_loses_nothing() {
         async move {
             let deadline = Instant::now() + T;
             loop {
-                let got = acked.lock().expect("lock").iter().filter(|(t, _)| *t >= since).count();
+                let got = acked
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|(t, _)| *t >= since)
+                    .count();
                 if got >= n {
                     return;
                 }
-                assert!(Instant::now() < deadline, "only {got} of {n} writes acknowledged");
+                assert!(
+                    Instant::now() < deadline,
+                    "only {got} of {n} writes acknowledged"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -201,7 +212,9 @@ async fn leader_kill_9_under_writes_loses_nothing() {
     // The first acknowledged write may have been sent a little after the kill: measure
     // to its acknowledgement instead, which bounds the failover from above.
     let first_ack_after = Instant::now().duration_since(killed_at);
-    println!("failover: first write sent {gap:?} after the kill was acknowledged by {first_ack_after:?}");
+    println!(
+        "failover: first write sent {gap:?} after the kill was acknowledged by {first_ack_after:?}"
+    );
     assert!(
         first_ack_after <= Duration::from_millis(2 * ELECTION_MS + 1000),
         "writes resumed only after {first_ack_after:?}"
@@ -226,6 +239,10 @@ async fn leader_kill_9_under_writes_loses_nothing() {
         }
     }
     let h = rec.history();
-    println!("history: {} operations, {} acknowledged writes", h.len(), acked.len());
+    println!(
+        "history: {} operations, {} acknowledged writes",
+        h.len(),
+        acked.len()
+    );
     check_kv_default(&h).assert_ok();
 }

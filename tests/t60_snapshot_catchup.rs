@@ -40,7 +40,9 @@ async fn lagging_follower_catches_up_by_snapshot() {
             .await
             .expect("put during catch-up");
     }
-    wait_converged(&mut c, T).await.expect("converged after catch-up");
+    wait_converged(&mut c, T)
+        .await
+        .expect("converged after catch-up");
     assert!(
         c[lagging]
             .log_tail(10_000)
@@ -50,5 +52,8 @@ async fn lagging_follower_catches_up_by_snapshot() {
     );
     let on_lagging = dump(&eps[lagging], "/snap/").await.expect("dump");
     assert_eq!(on_lagging.len(), 1 + 1500 + 200);
-    assert_eq!(on_lagging, dump(&eps[leader], "/snap/").await.expect("dump"));
+    assert_eq!(
+        on_lagging,
+        dump(&eps[leader], "/snap/").await.expect("dump")
+    );
 }

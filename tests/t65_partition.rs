@@ -24,9 +24,8 @@ async fn minority_acknowledges_nothing_and_heals() {
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| (free_port().expect("port"), free_port().expect("port")))
         .collect();
-    let mesh =
-        PartitionedMesh::for_peer_ports(&ports.iter().map(|p| p.1).collect::<Vec<_>>())
-            .expect("mesh");
+    let mesh = PartitionedMesh::for_peer_ports(&ports.iter().map(|p| p.1).collect::<Vec<_>>())
+        .expect("mesh");
     let initial = ports
         .iter()
         .enumerate()
@@ -64,11 +63,13 @@ async fn minority_acknowledges_nothing_and_heals() {
     // A hasleader watch on the leader-to-be-isolated: ended with "no leader".
     let (wtx, wrx) = tokio::sync::mpsc::channel(4);
     wtx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: "/p/".into(),
-            range_end: "/p0".into(),
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: "/p/".into(),
+                range_end: "/p0".into(),
+                ..Default::default()
+            },
+        )),
     })
     .await
     .expect("send");
@@ -80,7 +81,14 @@ async fn minority_acknowledges_nothing_and_heals() {
         .await
         .expect("watch")
         .into_inner();
-    assert!(watch.message().await.expect("created").expect("created").created);
+    assert!(
+        watch
+            .message()
+            .await
+            .expect("created")
+            .expect("created")
+            .created
+    );
 
     let old = c[leader].name().to_string();
     mesh.isolate_with(&old, Fault::Blackhole);
@@ -166,10 +174,15 @@ async fn minority_acknowledges_nothing_and_heals() {
     let mut all = majority;
     all.push(minority);
     wait_leader(&mut all, T).await.expect("leader after heal");
-    wait_converged(&mut all, T).await.expect("converged after heal");
+    wait_converged(&mut all, T)
+        .await
+        .expect("converged after heal");
     for m in &all {
         let ep = m.endpoint();
-        assert_eq!(get(&ep, "/p/majority", true).await.expect("get").as_deref(), Some("1"));
+        assert_eq!(
+            get(&ep, "/p/majority", true).await.expect("get").as_deref(),
+            Some("1")
+        );
         assert_eq!(get(&ep, "/p/minority", true).await.expect("get"), None);
     }
 }

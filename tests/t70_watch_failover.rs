@@ -24,12 +24,14 @@ async fn follower_watch_survives_leader_change() {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut w = WatchClient::new(channel(&eps[watcher_at]).await.expect("channel"));
     tx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: "/wf/".into(),
-            range_end: "/wf0".into(),
-            prev_kv: true,
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: "/wf/".into(),
+                range_end: "/wf0".into(),
+                prev_kv: true,
+                ..Default::default()
+            },
+        )),
     })
     .await
     .expect("send");
@@ -38,14 +40,24 @@ async fn follower_watch_survives_leader_change() {
         .await
         .expect("watch")
         .into_inner();
-    assert!(stream.message().await.expect("created").expect("created").created);
+    assert!(
+        stream
+            .message()
+            .await
+            .expect("created")
+            .expect("created")
+            .created
+    );
     let reader = tokio::spawn(async move {
         let mut seen: Vec<(String, i64)> = Vec::new();
         while let Ok(Some(r)) = stream.message().await {
             assert!(!r.canceled, "watch canceled: {r:?}");
             for e in r.events {
                 let kv = e.kv.unwrap_or_default();
-                seen.push((String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision));
+                seen.push((
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    kv.mod_revision,
+                ));
             }
             if seen.iter().any(|(k, _)| k == "/wf/done") {
                 break;
@@ -59,7 +71,10 @@ async fn follower_watch_survives_leader_change() {
     let mut i = 0;
     let deadline = Instant::now() + T;
     while acked.len() < WRITES {
-        assert!(Instant::now() < deadline, "writes stalled after the leader change");
+        assert!(
+            Instant::now() < deadline,
+            "writes stalled after the leader change"
+        );
         if acked.len() == WRITES / 2 && !killed {
             c[leader].kill9().expect("kill the leader");
             killed = true;
@@ -70,7 +85,9 @@ async fn follower_watch_survives_leader_change() {
             acked.push(k);
         }
     }
-    put(&eps[writer_at], "/wf/done", "1").await.expect("last put");
+    put(&eps[writer_at], "/wf/done", "1")
+        .await
+        .expect("last put");
     let seen = tokio::time::timeout(T, reader)
         .await
         .expect("all events arrive")
@@ -82,6 +99,9 @@ async fn follower_watch_survives_leader_change() {
     let keys: HashSet<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys.len(), seen.len(), "an event arrived twice");
     for k in &acked {
-        assert!(keys.contains(k.as_str()), "acknowledged {k} never reached the watcher");
+        assert!(
+            keys.contains(k.as_str()),
+            "acknowledged {k} never reached the watcher"
+        );
     }
 }

@@ -48,7 +48,10 @@ mod tests {
         let b = member_id(&["http://b:2".into(), "http://a:1".into()], "t");
         assert_eq!(a, b);
         assert_ne!(a, member_id(&["http://a:1".into()], "t"));
-        assert_ne!(a, member_id(&["http://a:1".into(), "http://b:2".into()], "u"));
+        assert_ne!(
+            a,
+            member_id(&["http://a:1".into(), "http://b:2".into()], "u")
+        );
         assert_eq!(cluster_id(&[1, 2, 3], "t"), cluster_id(&[3, 1, 2], "t"));
         assert_ne!(cluster_id(&[1, 2, 3], "t"), cluster_id(&[1, 2, 3], "u"));
     }

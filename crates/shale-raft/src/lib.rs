@@ -5,21 +5,21 @@
 //! group: propose, linearizable read points, membership.
 
 pub mod app;
+pub mod cluster;
 mod error;
+pub mod identity;
 mod log_store;
 mod meta_file;
-pub mod cluster;
-pub mod identity;
 pub mod network;
-pub mod peer;
 pub mod node;
 mod open;
+pub mod peer;
 mod proposer;
 mod read_barrier;
 mod segment;
 mod state;
-mod transfer;
 pub mod state_machine;
+mod transfer;
 pub mod types;
 mod writer;
 

@@ -76,7 +76,9 @@ impl Proposer {
     }
 }
 
-pub(crate) fn map_write_err(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> EtcdError {
+pub(crate) fn map_write_err(
+    e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
+) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             if f.leader_id.is_some() {

@@ -84,7 +84,12 @@ impl ReadBarriers {
                 Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
             },
         };
-        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
         if applied >= index {
             return Ok(());
         }

@@ -83,7 +83,13 @@ pub(crate) async fn campaign(node: &RaftNode, lease: Duration) -> Result<(), Etc
         {
             return Ok(());
         }
-        if node.raft().metrics().borrow().current_leader.is_some_and(|l| l != me) {
+        if node
+            .raft()
+            .metrics()
+            .borrow()
+            .current_leader
+            .is_some_and(|l| l != me)
+        {
             // Someone else won; the transfer failed but the cluster is led.
             return Err(EtcdError::Timeout);
         }

@@ -10,16 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::BasicNode;
 use shale_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use shale_api::shalepb::internal_request::Request as Cmd;
+use shale_api::shalepb::raft_peer_server::RaftPeerServer;
+use shale_api::shalepb::{HelloRequest, MemberAttr};
 use shale_api::validate::limits::GRPC_OVERHEAD;
 use shale_machine::MachineConfig;
-use openraft::BasicNode;
-use shale_api::shalepb::raft_peer_server::RaftPeerServer;
-use shale_api::shalepb::internal_request::Request as Cmd;
-use shale_api::shalepb::{HelloRequest, MemberAttr};
 use shale_raft::identity;
 use shale_raft::peer::{PeerConfig, PeerService, Peers};
 use shale_raft::{NodeConfig, RaftNode};
@@ -50,7 +50,13 @@ fn initial_ids(cfg: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)>> 
         .initial_cluster_members()
         .map_err(anyhow::Error::msg)?
         .into_iter()
-        .map(|(name, urls)| (identity::member_id(&urls, &cfg.initial_cluster_token), name, urls))
+        .map(|(name, urls)| {
+            (
+                identity::member_id(&urls, &cfg.initial_cluster_token),
+                name,
+                urls,
+            )
+        })
         .collect())
 }
 
@@ -58,7 +64,11 @@ fn initial_ids(cfg: &Config) -> anyhow::Result<Vec<(u64, String, Vec<String>)>> 
 /// token. A new cluster's ids are derived from `--initial-cluster` and the token; a member
 /// joining an existing cluster (`--initial-cluster-state existing`) asks the members of
 /// `--initial-cluster` for the cluster and finds itself by its peer URLs.
-async fn identity(cfg: &Config, member_dir: &Path, probe: &Peers) -> anyhow::Result<MemberIdentity> {
+async fn identity(
+    cfg: &Config,
+    member_dir: &Path,
+    probe: &Peers,
+) -> anyhow::Result<MemberIdentity> {
     let path = member_dir.join("identity");
     let initial = initial_ids(cfg)?;
     let bootstrap_of = |me: u64| -> BTreeMap<u64, BasicNode> {
@@ -67,7 +77,14 @@ async fn identity(cfg: &Config, member_dir: &Path, probe: &Peers) -> anyhow::Res
         }
         initial
             .iter()
-            .map(|(id, _, urls)| (*id, BasicNode { addr: urls.join(",") }))
+            .map(|(id, _, urls)| {
+                (
+                    *id,
+                    BasicNode {
+                        addr: urls.join(","),
+                    },
+                )
+            })
             .collect()
     };
     if let Ok(s) = std::fs::read_to_string(&path) {
@@ -100,7 +117,10 @@ async fn identity(cfg: &Config, member_dir: &Path, probe: &Peers) -> anyhow::Res
     let tmp = member_dir.join("identity.tmp");
     std::fs::write(
         &tmp,
-        format!("{member_id:x} {cluster_id:x} {}\n", cfg.initial_cluster_token),
+        format!(
+            "{member_id:x} {cluster_id:x} {}\n",
+            cfg.initial_cluster_token
+        ),
     )?;
     std::fs::rename(&tmp, &path)?;
     Ok(MemberIdentity {
