@@ -228,3 +228,33 @@ fn three_member_etcd_topology() {
     assert!(md.contains("| target |"), "{md}");
     topo.stop().unwrap();
 }
+
+/// A server that cannot start (here `/bin/false` for both) is a clear error naming the
+/// system, the report is still written with `{"error": ...}`, and the exit code is non-zero.
+#[test]
+fn dead_server_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_shale-bench"))
+        .args(["compare", "--scenario", "s1", "--quick"])
+        .args([
+            "--etcd-bin",
+            "/bin/false",
+            "--shale-bin",
+            "/bin/false",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("running shale-bench");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("starting shale") && err.contains("exited"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(out.path().join("report.json")).expect("report.json");
+    let r: Value = serde_json::from_str(&text).unwrap();
+    for sys in ["etcd", "shale"] {
+        assert!(r["systems"][sys]["error"].is_string(), "{r:#}");
+    }
+}

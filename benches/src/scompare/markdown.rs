@@ -8,6 +8,15 @@ use anyhow::Result;
 use super::Summary;
 use crate::scenario::Params;
 
+/// Operations per second: whole numbers, except below 10 (LISTs of 100k objects).
+fn ops(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map(|x| format!("{x:.prec$}"))
         .unwrap_or_else(|| "n/a".into())
@@ -55,10 +64,10 @@ pub fn render(
             Ok(x) => {
                 let _ = writeln!(
                     s,
-                    "| {name} | `{}` | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                    "| {name} | `{}` | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
                     x.version.replace('|', "/"),
                     x.headline_phase,
-                    x.throughput_ops,
+                    ops(x.throughput_ops),
                     x.p50_ms,
                     x.p99_ms,
                     x.p999_ms,
@@ -164,11 +173,11 @@ pub fn render(
             };
             let _ = writeln!(
                 s,
-                "| {} | {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {w} | {ev} | {lost} | {dup} | {ooo} | {l50} | {l99} | {} | {} |",
+                "| {} | {name} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {w} | {ev} | {lost} | {dup} | {ooo} | {l50} | {l99} | {} | {} |",
                 t.name,
                 t.ok,
                 t.errors,
-                t.throughput_ops,
+                ops(t.throughput_ops),
                 t.p50_ms,
                 t.p99_ms,
                 t.p999_ms,
