@@ -428,9 +428,20 @@ pub async fn run_target(
     let (r, samples, peak) =
         run_scenario(endpoints, servers.clone(), params.clone(), progress).await?;
     let disk = servers.disk_bytes() as f64 / 1048576.0;
+    let version = endpoints
+        .first()
+        .and_then(|e| {
+            let hostport = e.rsplit("://").next()?.trim_end_matches('/');
+            std::net::ToSocketAddrs::to_socket_addrs(hostport)
+                .ok()?
+                .next()
+        })
+        .and_then(|addr| shale_testkit::process::http_get(addr, "/version").ok())
+        .map(|(_, body)| body.trim().to_string())
+        .unwrap_or_default();
     let s = Summary::new(
         endpoints.join(","),
-        String::new(),
+        version,
         endpoints.len(),
         &r,
         samples,
