@@ -287,3 +287,41 @@ fn initial_cluster(c: &[EtcdProcess]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_of_another_cluster_is_refused() {
+    let mut c = start(3, &[]);
+    wait_leader(&mut c, T).await.expect("leader");
+    // A new member naming n1 in its --initial-cluster, with another token: another cluster.
+    let (cp, pp) = (free_port().expect("port"), free_port().expect("port"));
+    let initial = format!(
+        "{}={},x1=http://127.0.0.1:{pp}",
+        c[0].name(),
+        c[0].peer_url()
+    );
+    let mut stranger = EtcdProcess::new(
+        &shale_bin().expect("bin"),
+        &["--initial-cluster-token", "another-token"],
+        "x1",
+        cp,
+        pp,
+        initial,
+    )
+    .expect("stranger");
+    stranger.spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + T;
+    while stranger.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a member of another cluster kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = stranger.log_tail(20);
+    assert!(
+        log.contains("belongs to cluster") && log.contains("--initial-cluster-token"),
+        "{log}"
+    );
+    // The cluster is unharmed.
+    put(&c[1].endpoint(), "/other/ok", "1").await.expect("put");
+}
