@@ -194,10 +194,10 @@ impl RaftNode {
             // openraft makes a follower refuse votes until `election_timeout_max` has passed
             // since it last heard from the leader (its leader lease), so a wide range costs
             // failover time: a candidate that times out early is refused and must wait a
-            // second timeout. Centered on `--election-timeout`, a leader is replaced within
-            // about 2.5 election timeouts.
-            election_timeout_min: cfg.election_ms * 3 / 4,
-            election_timeout_max: cfg.election_ms * 5 / 4,
+            // second timeout. With the range [timeout/2, timeout) a dead leader is replaced
+            // within about two election timeouts (etcd: [timeout, 2 x timeout)).
+            election_timeout_min: cfg.election_ms / 2,
+            election_timeout_max: cfg.election_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
             max_in_snapshot_log_to_keep: cfg.catch_up_entries,
             max_payload_entries: 1000,
