@@ -108,6 +108,8 @@ impl RaftNode {
     pub async fn execute_forwarded(&self, req: Fwd) -> Result<FwdAnswer, EtcdError> {
         match req {
             Fwd::Propose(batch) => {
+                // Held like local proposals while leadership is handed over.
+                self.pass_hold().await;
                 let n = batch.requests.len();
                 let resp = self
                     .raft()

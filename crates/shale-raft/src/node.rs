@@ -279,6 +279,11 @@ impl RaftNode {
         self.timeout
     }
 
+    /// Waits while proposals are held (leadership transfer).
+    pub(crate) async fn pass_hold(&self) {
+        self.held.pass().await;
+    }
+
     /// Holds new proposals until the guard is dropped (leadership transfer).
     pub(crate) fn hold_proposals(&self) -> HoldGuard {
         self.held.held.store(true, Ordering::Release);

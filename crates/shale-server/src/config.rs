@@ -509,7 +509,8 @@ impl Config {
     }
 }
 
-fn split_list(s: &str) -> Vec<String> {
+/// A comma-separated flag value as its non-empty, trimmed parts.
+pub fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::config::Config;
+use crate::config::{split_list, Config};
 use crate::ctx::{Ctx, Identity, Limits};
 use crate::svc_auth::AuthService;
 use crate::svc_cluster::ClusterService;
@@ -348,18 +348,12 @@ impl Member {
         {
             tracing::warn!("no leader elected yet; requests will wait");
         }
-        let split = |s: &str| {
-            s.split(',')
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty())
-                .collect::<Vec<String>>()
-        };
         let id = Identity {
             name: cfg.name.clone(),
             member_id,
             cluster_id,
-            client_urls: split(&cfg.advertise_client_urls),
-            peer_urls: split(&cfg.initial_advertise_peer_urls),
+            client_urls: split_list(&cfg.advertise_client_urls),
+            peer_urls: cfg.my_peer_urls(),
             version: cfg.emulated_etcd_version.clone(),
         };
         let limits = Limits {

@@ -79,11 +79,9 @@ impl Peers {
                 return Ok(Self::wrap(ch.clone()));
             }
         }
-        let url = self.dial_url(urls);
-        let ch = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("bad peer URL {url:?} of member {id:x}: {e}"))?
-            .connect_timeout(self.cfg.connect_timeout)
-            .tcp_nodelay(true)
+        let ch = self
+            .endpoint(urls)
+            .map_err(|e| format!("{e} (member {id:x})"))?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
@@ -100,12 +98,15 @@ impl Peers {
 
     /// A one-off client for an address that is not (yet) a member, e.g. while joining.
     pub fn client_for_url(&self, url: &str) -> Result<RaftPeerClient<Channel>, String> {
-        let url = self.dial_url(url);
-        let ch = Endpoint::from_shared(url.clone())
+        Ok(Self::wrap(self.endpoint(url)?.connect_lazy()))
+    }
+
+    /// The endpoint to dial for `urls` (after dial overrides), with this member's timeouts.
+    fn endpoint(&self, urls: &str) -> Result<Endpoint, String> {
+        let url = self.dial_url(urls);
+        Ok(Endpoint::from_shared(url.clone())
             .map_err(|e| format!("bad peer URL {url:?}: {e}"))?
             .connect_timeout(self.cfg.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self::wrap(ch))
+            .tcp_nodelay(true))
     }
 }
