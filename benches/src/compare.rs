@@ -132,7 +132,7 @@ pub fn resolve_etcd(explicit: Option<&Path>) -> Result<PathBuf> {
     bail!("etcd not found (no --etcd-bin, SHALE_ETCD35_BIN unset, no `etcd` on PATH); {ETCD_HINT}")
 }
 
-/// The Shale binary: `--shale-bin`, else `$SHALE_BIN`, else `target/release/shale`.
+/// The Shale binary: `--shale-bin`, else `$SHALE_BIN`, else `target/<triple>/release/shale`.
 pub fn resolve_shale(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(

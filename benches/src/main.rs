@@ -194,7 +194,7 @@ struct CompareArgs {
     /// etcd binary (default: $SHALE_ETCD35_BIN, else `etcd` on PATH).
     #[arg(long)]
     etcd_bin: Option<PathBuf>,
-    /// Shale binary (default: $SHALE_BIN, else target/release/shale).
+    /// Shale binary (default: $SHALE_BIN, else target/<triple>/release/shale).
     #[arg(long)]
     shale_bin: Option<PathBuf>,
     /// Extra flag for etcd (repeatable), e.g. --etcd-arg=--quota-backend-bytes=8589934592.

@@ -4,7 +4,7 @@
 #
 #   usage: tests/etcdctl/run-local.sh SERVER_BIN ETCDCTL_BIN [ETCDCTL_BIN...]
 #   e.g.   tests/etcdctl/run-local.sh "$SHALE_ETCD35_BIN" "$SHALE_ETCDCTL35_BIN" "$SHALE_ETCDCTL34_BIN"
-#          tests/etcdctl/run-local.sh target/release/shale "$SHALE_ETCDCTL35_BIN" "$SHALE_ETCDCTL34_BIN"
+#          tests/etcdctl/run-local.sh target/x86_64-unknown-linux-gnu/release/shale "$SHALE_ETCDCTL35_BIN" "$SHALE_ETCDCTL34_BIN"
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
     echo "usage: $0 SERVER_BIN ETCDCTL_BIN [ETCDCTL_BIN...]" >&2

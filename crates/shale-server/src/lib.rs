@@ -6,6 +6,7 @@
 //!   store, map errors through the single table in `shale_api::error`, and fill headers.
 //! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! * [`background`] — lease expiry, auto-compaction, progress notifications.
+//! * [`probe`] — `shale healthcheck`, the container health probe (std only).
 //! * [`h2_authority`] — repairs the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
 
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod ctx;
 pub mod h2_authority;
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod server;
 pub mod svc_auth;
 pub mod svc_cluster;

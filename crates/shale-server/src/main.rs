@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use shale_server::config::{parse_urls, Config};
+use shale_server::probe;
 use shale_server::server::{serve, serve_metrics, Member};
 
 fn init_logging(level: &str) {
@@ -100,7 +101,24 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `shale healthcheck [URL]`: exit 0 when the member at URL (default: this container's
+/// own client port) reports itself healthy; used by docker/compose.yaml.
+fn healthcheck(url: Option<String>) -> ! {
+    let url = url.unwrap_or_else(|| probe::DEFAULT_HEALTH_URL.to_string());
+    match probe::check(&url, std::time::Duration::from_secs(3)) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("shale healthcheck: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("healthcheck") {
+        healthcheck(args.next());
+    }
     let cfg = Config::parse();
     init_logging(&cfg.log_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()

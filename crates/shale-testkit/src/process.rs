@@ -416,24 +416,63 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `target/release/shale`, or `$SHALE_BIN`. Honors `$CARGO_TARGET_DIR`.
+/// The release `shale` binary, or `$SHALE_BIN`.
+///
+/// Release artifacts live in `target/<host triple>/release/` (see `.cargo/config.toml`);
+/// the directory is found from this executable's own location, so `$CARGO_TARGET_DIR` and
+/// a plain `target/release/` layout work too.
 pub fn shale_bin() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SHALE_BIN") {
         let p = PathBuf::from(p);
         anyhow::ensure!(p.is_file(), "SHALE_BIN={} does not exist", p.display());
         return Ok(p);
     }
+    let candidates = release_dirs();
+    candidates
+        .iter()
+        .map(|d| d.join("shale"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "shale binary not found in {}: build it first with `cargo build --release \
+                 --workspace --bins` (`bash scripts/test.sh` does build + test), or set SHALE_BIN",
+                candidates
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Where release binaries may be: the `release` sibling of the profile directory this
+/// executable runs from (`…/<profile>/deps/test-bin` or `…/<profile>/bin`), then
+/// `target/<triple>/release` and `target/release` under the repository.
+fn release_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        if dir.as_ref().and_then(|d| d.file_name()) == Some(std::ffi::OsStr::new("deps")) {
+            dir = dir.and_then(|d| d.parent().map(Path::to_path_buf));
+        }
+        if let Some(profile_parent) = dir.as_ref().and_then(|d| d.parent()) {
+            dirs.push(profile_parent.join("release"));
+        }
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let p = target.join("release").join("shale");
-    anyhow::ensure!(
-        p.is_file(),
-        "{} not found: build it first with `cargo build --release --workspace --bins` \
-         (`bash scripts/test.sh` does build + test), or set SHALE_BIN",
-        p.display()
-    );
-    Ok(p)
+    if let Ok(entries) = std::fs::read_dir(&target) {
+        for e in entries.flatten() {
+            let d = e.path().join("release");
+            if d.join("shale").is_file() {
+                dirs.push(d);
+            }
+        }
+    }
+    dirs.push(target.join("release"));
+    dirs.dedup();
+    dirs
 }
 
 /// Resolve a test-peer binary from env var `var`, falling back to the file

@@ -32,7 +32,7 @@ fn etcd35_history_is_linearizable() {
     run_plain(&etcd, 1);
 }
 
-/// Needs target/release/shale (`cargo build --release -p shale-server`).
+/// Needs target/<triple>/release/shale (`cargo build --release -p shale-server`).
 #[test]
 fn shale_history_is_linearizable() {
     let shale = EtcdProcess::start(&shale_bin().unwrap(), &["--log-level", "warn"]).unwrap();
@@ -46,7 +46,7 @@ fn etcd35_history_with_faults_is_linearizable() {
     run_with_faults(EtcdProcess::start(&etcd35_bin().unwrap(), &[]).unwrap());
 }
 
-/// Needs target/release/shale.
+/// Needs target/<triple>/release/shale.
 #[test]
 fn shale_history_with_faults_is_linearizable() {
     run_with_faults(EtcdProcess::start(&shale_bin().unwrap(), &["--log-level", "warn"]).unwrap());

@@ -132,7 +132,9 @@ impl Forwarder {
             Err(_) => return Err(SendError::Failed(EtcdError::Timeout)),
             Ok(Err(status)) => {
                 tracing::debug!(leader = %format!("{to:x}"), error = %status.message(), "forwarding to the leader failed");
-                if status.message().contains("tcp connect error") {
+                // Nothing left this member: the connection (or the name lookup) failed.
+                let msg = status.message();
+                if msg.contains("tcp connect error") || msg.contains("dns error") {
                     return Err(SendError::NotSent);
                 }
                 return Err(SendError::Failed(match status.code() {
