@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use cluster_util::{dump, get, kv, put, status};
 use compose_util::{docker, docker_available, Compose, SERVICES};
 use shale_api::etcdserverpb::PutRequest;
+use tokio::sync::MutexGuard;
 
 /// One compose cluster at a time: 2 cores do not run two well.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -28,8 +29,13 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const HEALTHY: Duration = Duration::from_secs(120);
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// A cluster that is up, healthy and has a leader.
-async fn healthy_cluster(test: &str) -> (Compose, usize) {
+/// For one test: the turn (held until the test ends; the cluster is torn down first) and a
+/// cluster that is up, healthy and has a leader; `None` without a Docker engine.
+async fn setup(test: &str) -> Option<(MutexGuard<'static, ()>, Compose, usize)> {
+    if !docker_available() {
+        return None;
+    }
+    let turn = ONE_AT_A_TIME.lock().await;
     let c = Compose::new(test).expect("compose project");
     let t0 = Instant::now();
     c.up().expect("compose up");
@@ -39,7 +45,7 @@ async fn healthy_cluster(test: &str) -> (Compose, usize) {
         t0.elapsed().as_secs_f64()
     );
     let leader = c.wait_leader(&[0, 1, 2], SETTLE).await.expect("leader");
-    (c, leader)
+    Some((turn, c, leader))
 }
 
 /// Writers putting unique keys `<prefix>w<id>/<seq>` through all members (moving on after
@@ -149,11 +155,9 @@ async fn assert_all_present(c: &Compose, prefix: &str, acked: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t80_compose_up_is_healthy() {
-    if !docker_available() {
+    let Some((_turn, c, leader)) = setup("up").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (c, leader) = healthy_cluster("up").await;
+    };
     let size =
         docker(&["image", "inspect", "--format", "{{.Size}}", "shale:local"]).expect("image size");
     eprintln!("image shale:local: {size} bytes");
@@ -210,11 +214,9 @@ async fn t80_compose_up_is_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t81_docker_kill_leader_loses_no_write() {
-    if !docker_available() {
+    let Some((_turn, c, leader)) = setup("kill").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (c, leader) = healthy_cluster("kill").await;
+    };
     let writers = Writers::start(c.endpoints(), "/kill/", 6);
     writers.wait_for(300, SETTLE).await;
     let victim = c.container(leader).expect("leader container");
@@ -238,11 +240,9 @@ async fn t81_docker_kill_leader_loses_no_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t82_docker_pause_leader_no_stale_read() {
-    if !docker_available() {
+    let Some((_turn, c, old)) = setup("pause").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (c, old) = healthy_cluster("pause").await;
+    };
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
     put(&c.endpoint(old), "/pause/k", "before")
         .await
@@ -328,11 +328,9 @@ async fn t82_docker_pause_leader_no_stale_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t83_docker_network_disconnect_catches_up() {
-    if !docker_available() {
+    let Some((_turn, c, leader)) = setup("net").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (c, leader) = healthy_cluster("net").await;
+    };
     let cut = (leader + 1) % 3;
     let net = c.network().expect("network");
     let id = c.container(cut).expect("container");
@@ -380,11 +378,9 @@ async fn t83_docker_network_disconnect_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t84_compose_restart_keeps_data() {
-    if !docker_available() {
+    let Some((_turn, c, _)) = setup("restart").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (c, _) = healthy_cluster("restart").await;
+    };
     let writers = Writers::start(c.endpoints(), "/restart/", 4);
     writers.wait_for(300, SETTLE).await;
     let acked = writers.stop().await;
