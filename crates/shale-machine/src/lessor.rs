@@ -108,7 +108,10 @@ impl Lessor {
 
     pub fn attach(&mut self, id: i64, key: &Bytes) {
         if let Some(l) = self.leases.get_mut(&id) {
-            l.keys.insert(key.clone());
+            if !l.keys.contains(key) {
+                // Own copy: `key` may be a slice of a whole received batch.
+                l.keys.insert(Bytes::copy_from_slice(key));
+            }
         }
     }
 

@@ -273,7 +273,7 @@ pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner
 /// Keeps lease→keys attachments in step with the changes of one request.
 fn track_leases(lessor: &mut Lessor, changes: &[Change]) {
     for c in changes {
-        let old = c.prev.as_ref().map_or(0, |p| p.lease);
+        let old = c.prev_lease;
         let new = if c.is_delete { 0 } else { c.kv.lease };
         if old != 0 && old != new {
             lessor.detach(old, &c.kv.key);

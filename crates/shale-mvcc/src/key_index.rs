@@ -59,6 +59,9 @@ pub struct KeyAt {
 pub struct KeyIndex {
     pub modified: Revision,
     pub generations: Vec<Generation>,
+    /// Lease of the key's latest put (0 when none, or when the key is deleted); lets a put
+    /// find the lease it replaces without reading the previous value from storage.
+    pub lease: i64,
 }
 
 impl KeyIndex {
@@ -66,6 +69,7 @@ impl KeyIndex {
         Self {
             modified: Revision::default(),
             generations: vec![Generation::default()],
+            lease: 0,
         }
     }
 
@@ -109,6 +113,7 @@ impl KeyIndex {
         }
         self.put(rev);
         self.generations.push(Generation::default());
+        self.lease = 0;
         true
     }
 

@@ -197,7 +197,12 @@ pub fn put(
         (Some(kv), true) => kv.lease,
         _ => p.lease,
     };
-    w.put(p.key.clone(), value, lease)?;
+    let needs_prev = p.ignore_value || p.ignore_lease || p.prev_kv;
+    if needs_prev {
+        w.put_after_get(p.key.clone(), value, lease, prev.clone())?;
+    } else {
+        w.put(p.key.clone(), value, lease)?;
+    }
     Ok(PutResponse {
         header: header(w.read_rev()),
         prev_kv: if p.prev_kv { prev } else { None },

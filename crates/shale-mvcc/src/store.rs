@@ -174,8 +174,17 @@ fn load(engine: &dyn Engine) -> Result<(TreeIndex, i64, i64, i64)> {
             continue;
         }
         match index.entry(&kv.key) {
-            Some(ki) if !ki.is_deleted() => ki.put(r),
-            _ => index.restore(&kv.key, Revision::new(kv.create_revision, 0), r, kv.version),
+            Some(ki) if !ki.is_deleted() => {
+                ki.put(r);
+                ki.lease = kv.lease;
+            }
+            _ => index.restore(
+                &kv.key,
+                Revision::new(kv.create_revision, 0),
+                r,
+                kv.version,
+                kv.lease,
+            ),
         }
     }
     // etcd starts with "never compacted" = -1 and an empty store at revision 1.
@@ -261,9 +270,29 @@ impl Shared {
 pub struct Change {
     /// The new state (for a delete: only key and mod_revision are set, as in etcd).
     pub kv: KeyValue,
-    /// The previous state of the key, if it existed.
+    /// The previous state of the key, if it existed **and was read**. A put does not read
+    /// the previous value from storage unless its request needs it (`prev_kv`,
+    /// `ignore_value`, `ignore_lease`): then this is `None` while `prev_rev` is set, and
+    /// a consumer that needs the value fetches it ([`Change::prev_kv`]).
     pub prev: Option<KeyValue>,
+    /// The revision of the previous state, if the key existed before this change.
+    pub prev_rev: Option<Revision>,
+    /// The lease the key was attached to before this change (0 = none).
+    pub prev_lease: i64,
     pub is_delete: bool,
+}
+
+impl Change {
+    /// The previous state of the key: `prev`, or else fetched from `store` at `prev_rev`.
+    /// Only valid until a compaction above this change's revision has run; the applier
+    /// resolves every change itself when its batch compacts (see [`ApplyBatch::commit`]).
+    pub fn prev_kv(&self, store: &MvccStore) -> Result<Option<KeyValue>> {
+        match (&self.prev, self.prev_rev) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(r)) => store.get_at_revision(r),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Everything a committed batch changed, in revision order.
@@ -353,7 +382,22 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// Commits the batch atomically, then publishes its revision and compaction.
-    pub fn commit(self) -> Result<Committed> {
+    ///
+    /// A batch that compacts first reads every previous state its changes left unread:
+    /// the compaction deletes history in the background once published, so `prev_rev`
+    /// could no longer be fetched afterwards.
+    pub fn commit(mut self) -> Result<Committed> {
+        if self.compaction.is_some() {
+            for i in 0..self.events.len() {
+                let ch = &self.events[i];
+                if ch.prev.is_none() {
+                    if let Some(r) = ch.prev_rev {
+                        let prev = self.store.shared.fetch(r, Some(&self.pending))?;
+                        self.events[i].prev = prev;
+                    }
+                }
+            }
+        }
         let shared = &self.store.shared;
         if !self.batch.is_empty() {
             shared.engine.write(self.batch)?;
@@ -417,13 +461,42 @@ impl WriteTxn<'_, '_> {
         }
     }
 
-    /// Puts `key`; returns the new key-value.
+    /// Puts `key`; returns the new key-value. The previous value is not read (the index
+    /// knows the key's create revision, version and lease); see [`Change::prev`].
     pub fn put(&mut self, key: Bytes, value: Bytes, lease: i64) -> Result<KeyValue> {
-        let prev = self.get(&key)?;
+        self.put_inner(key, value, lease, None)
+    }
+
+    /// [`WriteTxn::put`] for a caller that already read the key's current state with
+    /// [`WriteTxn::get`] (`prev`), so watchers need not read it again.
+    pub fn put_after_get(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) -> Result<KeyValue> {
+        self.put_inner(key, value, lease, prev)
+    }
+
+    fn put_inner(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) -> Result<KeyValue> {
         let rev = Revision::new(self.begin + 1, self.subs);
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
-            None => (rev.main, 1),
+        let at = self
+            .b
+            .store
+            .shared
+            .index
+            .read()
+            .get_with_lease(&key, self.read_rev());
+        let (create_revision, version, prev_rev, prev_lease) = match at {
+            Some((a, l)) => (a.created.main, a.version + 1, Some(a.modified), l),
+            None => (rev.main, 1, None, 0),
         };
         let kv = KeyValue {
             key: key.clone(),
@@ -434,11 +507,18 @@ impl WriteTxn<'_, '_> {
             lease,
         };
         self.b.batch.put(kv_key(rev, false), record::encode_kv(&kv));
-        self.b.store.shared.index.write().put(&key, rev);
+        self.b
+            .store
+            .shared
+            .index
+            .write()
+            .put_leased(&key, rev, lease);
         self.b.pending.insert(rev, kv.clone());
         self.b.events.push(Change {
             kv: kv.clone(),
-            prev,
+            prev: if prev_rev.is_some() { prev } else { None },
+            prev_rev,
+            prev_lease,
             is_delete: false,
         });
         self.subs += 1;
@@ -450,7 +530,12 @@ impl WriteTxn<'_, '_> {
         let keys = self.b.store.shared.index.read().live_keys(range);
         let mut deleted = Vec::with_capacity(keys.len());
         for key in keys {
-            let prev = self.get(&key)?;
+            let shared = &self.b.store.shared;
+            let at = shared.index.read().get_with_lease(&key, self.read_rev());
+            let prev = match at {
+                Some((a, _)) => shared.fetch(a.modified, Some(&self.b.pending))?,
+                None => None,
+            };
             let rev = Revision::new(self.begin + 1, self.subs);
             if !self.b.store.shared.index.write().tombstone(&key, rev) {
                 continue;
@@ -468,6 +553,8 @@ impl WriteTxn<'_, '_> {
             self.b.events.push(Change {
                 kv: ev_kv,
                 prev,
+                prev_rev: at.map(|(a, _)| a.modified),
+                prev_lease: at.map_or(0, |(_, l)| l),
                 is_delete: true,
             });
         }

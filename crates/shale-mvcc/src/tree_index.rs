@@ -36,13 +36,30 @@ impl TreeIndex {
         self.keys.get(key)?.get(at)
     }
 
+    /// The change visible at `at` and the lease of the key's latest put (0 if none).
+    pub fn get_with_lease(&self, key: &[u8], at: i64) -> Option<(KeyAt, i64)> {
+        let ki = self.keys.get(key)?;
+        Some((ki.get(at)?, ki.lease))
+    }
+
     pub fn put(&mut self, key: &Bytes, rev: Revision) {
+        self.put_leased(key, rev, 0);
+    }
+
+    /// Records a put at `rev` that attaches the key to `lease` (0 = none).
+    pub fn put_leased(&mut self, key: &Bytes, rev: Revision, lease: i64) {
         match self.keys.get_mut(key.as_ref()) {
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                ki.put(rev);
+                ki.lease = lease;
+            }
             None => {
                 let mut ki = KeyIndex::new();
                 ki.put(rev);
-                self.keys.insert(key.clone(), ki);
+                ki.lease = lease;
+                // Own copy: `key` may be a slice of a whole received request or batch,
+                // which the index would otherwise keep alive.
+                self.keys.insert(Bytes::copy_from_slice(key), ki);
             }
         }
     }
@@ -52,12 +69,18 @@ impl TreeIndex {
         self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
     }
 
-    /// Loading path: see [`KeyIndex::restore`].
-    pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
-        self.keys
-            .entry(key.clone())
-            .or_default()
-            .restore(created, modified, version);
+    /// Loading path: see [`KeyIndex::restore`]; `lease` is the restored change's lease.
+    pub fn restore(
+        &mut self,
+        key: &Bytes,
+        created: Revision,
+        modified: Revision,
+        version: i64,
+        lease: i64,
+    ) {
+        let ki = self.keys.entry(key.clone()).or_default();
+        ki.restore(created, modified, version);
+        ki.lease = lease;
     }
 
     /// Loading path for a change that continues the current generation.

@@ -218,3 +218,125 @@ fn txn_failing_half_way_changes_nothing() {
     assert_eq!(kvs.len(), 1);
     assert_eq!((kvs[0].value.clone(), kvs[0].version), (b("3"), 1));
 }
+
+/// A put does not read the previous value; its change still names the previous state
+/// (revision and lease), fetchable afterwards, and a batch that compacts reads it before
+/// the compaction can delete it.
+#[test]
+fn puts_leave_the_previous_state_to_be_read_on_demand() {
+    let s = store();
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        let p = PutRequest {
+            key: b("k"),
+            value: b("v1"),
+            lease: 7,
+            ..Default::default()
+        };
+        kv::put(&mut w, &p, &|_| true, false).expect("put");
+    }
+    let first = batch.commit().expect("commit");
+    assert_eq!(first.changes[0].prev_rev, None);
+    assert_eq!(first.changes[0].prev_lease, 0);
+
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        let p = PutRequest {
+            key: b("k"),
+            value: b("v2"),
+            ..Default::default()
+        };
+        kv::put(&mut w, &p, &|_| true, false).expect("put");
+    }
+    let second = batch.commit().expect("commit");
+    let ch = &second.changes[0];
+    assert_eq!(ch.prev, None, "not read by the put");
+    assert_eq!(ch.prev_lease, 7);
+    assert_eq!((ch.kv.create_revision, ch.kv.version), (2, 2));
+    let prev = ch.prev_kv(&s).expect("read").expect("previous state");
+    assert_eq!((prev.value, prev.lease, prev.mod_revision), (b("v1"), 7, 2));
+
+    // Third value and a compaction above it in one batch: the change's previous state
+    // (revision 3) is deleted by that compaction, so commit reads it first.
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        let p = PutRequest {
+            key: b("k"),
+            value: b("v3"),
+            ..Default::default()
+        };
+        kv::put(&mut w, &p, &|_| true, false).expect("put");
+    }
+    batch.compact(4).expect("compact");
+    let third = batch.commit().expect("commit");
+    s.wait_compaction();
+    let prev = third.changes[0].prev.clone().expect("read at commit");
+    assert_eq!(prev.value, b("v2"));
+    assert_eq!(
+        s.get_at_revision(third.changes[0].prev_rev.expect("rev"))
+            .expect("get"),
+        None
+    );
+
+    // A delete reports the lease it detaches.
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        let p = PutRequest {
+            key: b("k"),
+            value: b("v4"),
+            lease: 9,
+            ..Default::default()
+        };
+        kv::put(&mut w, &p, &|_| true, false).expect("put");
+    }
+    batch.commit().expect("commit");
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        w.delete_range(&KeyRange::Single(b("k"))).expect("delete");
+    }
+    let del = batch.commit().expect("commit");
+    assert_eq!(del.changes[0].prev_lease, 9);
+    assert_eq!(
+        del.changes[0].prev.as_ref().map(|p| p.value.clone()),
+        Some(b("v4"))
+    );
+}
+
+/// The lease of a key's latest put survives a restart (the index is rebuilt from history).
+#[test]
+fn the_previous_lease_is_known_after_reopening() {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    {
+        let s = MvccStore::open(engine.clone()).expect("open");
+        let mut batch = s.begin();
+        {
+            let mut w = batch.write();
+            let p = PutRequest {
+                key: b("k"),
+                value: b("v"),
+                lease: 5,
+                ..Default::default()
+            };
+            kv::put(&mut w, &p, &|_| true, false).expect("put");
+        }
+        batch.commit().expect("commit");
+    }
+    let s = MvccStore::open(engine).expect("reopen");
+    let mut batch = s.begin();
+    {
+        let mut w = batch.write();
+        let p = PutRequest {
+            key: b("k"),
+            value: b("v2"),
+            ..Default::default()
+        };
+        kv::put(&mut w, &p, &|_| true, false).expect("put");
+    }
+    let c = batch.commit().expect("commit");
+    assert_eq!(c.changes[0].prev_lease, 5);
+}

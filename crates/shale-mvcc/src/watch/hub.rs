@@ -339,16 +339,23 @@ impl WatchHub {
         let mut st = self.shared.state.lock();
         let first_rev = st.rev + 1;
         st.rev = c.rev;
-        if c.changes.is_empty() {
+        if c.changes.is_empty()
+            || !st
+                .streams
+                .values()
+                .any(|s| s.watchers.values().any(|w| w.synced))
+        {
             return;
         }
+        let store = &self.shared.store;
         // etcd fills a watch event's prev_kv from the store at `mod_revision - 1`: when one
         // revision changes a key twice (a txn's put and a from-key delete, which etcd does not
         // flag as duplicates), the later event's prev_kv is the state before the revision.
         let mut first_of_key: std::collections::HashMap<(&[u8], i64), usize> =
             std::collections::HashMap::with_capacity(c.changes.len());
-        // Each event is encoded on first use and shared by every watcher it goes to.
-        let mut events: Vec<(SharedEvent, Option<&shale_api::mvccpb::KeyValue>)> = c
+        // Each event is encoded on first use and shared by every watcher it goes to. The
+        // previous state is read (if the put did not) only when a `prev_kv` watcher wants it.
+        let mut events: Vec<(SharedEvent, Option<&crate::store::Change>)> = c
             .changes
             .iter()
             .enumerate()
@@ -371,7 +378,7 @@ impl WatchHub {
                     if !ch.is_delete && ch.kv.version == 1 {
                         None
                     } else {
-                        c.changes[first].prev.as_ref()
+                        Some(&c.changes[first])
                     },
                 )
             })
@@ -390,7 +397,19 @@ impl WatchHub {
                         continue;
                     }
                     evs.push(if w.prev_kv {
-                        e.with_prev(*prev)
+                        match e.cached_with_prev() {
+                            Some(enc) => enc,
+                            None => {
+                                let p = match prev {
+                                    Some(ch) => ch.prev_kv(store).unwrap_or_else(|err| {
+                                        tracing::error!(error = %err, "cannot read the previous state of a watched key");
+                                        None
+                                    }),
+                                    None => None,
+                                };
+                                e.with_prev(p.as_ref())
+                            }
+                        }
                     } else {
                         e.plain()
                     });
