@@ -2,21 +2,80 @@
 //!
 //! A log entry's application data is one [`Command`]: an `InternalBatch` protobuf of the
 //! client requests the leader's proposer gathered while the previous entry was being made
-//! durable. It is
-//! serialized as its protobuf bytes (so the Raft log holds exactly the bytes a client sent,
-//! plus the leader's decisions such as lease ids and the clock), and decoding a damaged entry
-//! is an error, never a panic. [`Reply`] is the state machine's answer to one entry.
+//! durable. It is serialized as its protobuf bytes (so the Raft log holds exactly the bytes a
+//! client sent, plus the leader's decisions such as lease ids and the clock), and decoding a
+//! damaged entry is an error, never a panic. A `Command` keeps both forms: the decoded batch
+//! (shared, so the clones openraft makes for its log cache, replication and apply are cheap)
+//! and its encoding, made once when the leader creates it (or kept as received by a
+//! follower), so the log append and every AppendEntries to a follower copy those bytes instead
+//! of encoding the batch again. [`Reply`] is the state machine's answer to one entry.
 
 use std::fmt;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use prost::Message;
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shale_api::shalepb::{InternalBatch, InternalBatchResponse};
+use shale_api::shalepb::{InternalBatch, InternalBatchResponse, InternalRequest};
 
-/// Application data of a log entry.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Command(pub InternalBatch);
+/// Application data of a log entry: a batch of requests and its protobuf encoding.
+#[derive(Clone, Default)]
+pub struct Command {
+    batch: Arc<InternalBatch>,
+    /// `batch.encode_to_vec()`, made once.
+    raw: Bytes,
+}
+
+impl Command {
+    /// Wraps `batch`, encoding it once.
+    pub fn new(batch: InternalBatch) -> Self {
+        let raw = Bytes::from(batch.encode_to_vec());
+        Self {
+            batch: Arc::new(batch),
+            raw,
+        }
+    }
+
+    /// Decodes an encoded batch. The requests' byte fields share `raw`'s buffer.
+    pub fn decode(raw: Bytes) -> Result<Self, prost::DecodeError> {
+        let batch = InternalBatch::decode(raw.clone())?;
+        Ok(Self {
+            batch: Arc::new(batch),
+            raw,
+        })
+    }
+
+    pub fn batch(&self) -> &InternalBatch {
+        &self.batch
+    }
+
+    /// The protobuf encoding of the batch.
+    pub fn encoded(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The batch's requests (copied out if another clone of this command is alive; the
+    /// copies share the requests' byte buffers).
+    pub fn into_requests(self) -> Vec<InternalRequest> {
+        match Arc::try_unwrap(self.batch) {
+            Ok(b) => b.requests,
+            Err(shared) => shared.requests.clone(),
+        }
+    }
+}
+
+impl PartialEq for Command {
+    fn eq(&self, other: &Self) -> bool {
+        self.batch == other.batch
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Command").field(&*self.batch).finish()
+    }
+}
 
 /// The state machine's answer to one entry.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,7 +83,38 @@ pub struct Reply(pub InternalBatchResponse);
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch of {} requests", self.0.requests.len())
+        write!(f, "batch of {} requests", self.batch.requests.len())
+    }
+}
+
+fn undecodable<E: serde::de::Error>(e: prost::DecodeError) -> E {
+    E::custom(format!("undecodable protobuf in raft entry: {e}"))
+}
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.raw)
+    }
+}
+
+struct CommandVisitor;
+
+impl Visitor<'_> for CommandVisitor {
+    type Value = Command;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("protobuf bytes")
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Command, E> {
+        Command::decode(Bytes::copy_from_slice(v)).map_err(undecodable)
+    }
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Command, E> {
+        Command::decode(Bytes::from(v)).map_err(undecodable)
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_bytes(CommandVisitor)
     }
 }
 
@@ -36,31 +126,27 @@ impl<T: Message + Default> Visitor<'_> for ProtoVisitor<T> {
         f.write_str("protobuf bytes")
     }
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<T, E> {
-        T::decode(v).map_err(|e| E::custom(format!("undecodable protobuf in raft entry: {e}")))
+        T::decode(v).map_err(undecodable)
     }
     fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<T, E> {
         self.visit_bytes(&v)
     }
 }
 
-macro_rules! proto_serde {
-    ($t:ident, $inner:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_bytes(&self.0.encode_to_vec())
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_bytes(ProtoVisitor::<$inner>(std::marker::PhantomData))
-                    .map($t)
-            }
-        }
-    };
+impl Serialize for Reply {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0.encode_to_vec())
+    }
 }
 
-proto_serde!(Command, InternalBatch);
-proto_serde!(Reply, InternalBatchResponse);
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_bytes(ProtoVisitor::<InternalBatchResponse>(
+            std::marker::PhantomData,
+        ))
+        .map(Reply)
+    }
+}
 
 /// Member id (etcd's uint64 member ID).
 pub type NodeId = u64;
@@ -90,7 +176,7 @@ mod tests {
 
     #[test]
     fn command_round_trips_through_bincode_and_rejects_garbage() {
-        let c = Command(InternalBatch {
+        let c = Command::new(InternalBatch {
             requests: vec![shale_api::shalepb::InternalRequest {
                 id: 7,
                 now_unix_ms: 1,
@@ -102,6 +188,11 @@ mod tests {
             }],
         });
         let b = bincode::serialize(&c).expect("serialize");
+        assert_eq!(
+            &b[8..],
+            &c.batch().encode_to_vec()[..],
+            "the log holds the protobuf"
+        );
         assert_eq!(bincode::deserialize::<Command>(&b).expect("deserialize"), c);
         // bincode frames bytes as a u64 length and the bytes: feed an invalid protobuf.
         let mut garbage = 3u64.to_le_bytes().to_vec();

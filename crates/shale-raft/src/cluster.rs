@@ -113,7 +113,7 @@ impl RaftNode {
                 let n = batch.requests.len();
                 let resp = self
                     .raft()
-                    .client_write(Command(batch))
+                    .client_write(Command::new(batch))
                     .await
                     .map_err(map_write_err)?;
                 if resp.data.0.responses.len() != n {

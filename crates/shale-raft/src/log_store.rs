@@ -144,6 +144,8 @@ where
             purged_file: purged_file(dir),
             committed_file: committed_file(dir),
             committed_written,
+            committed_saved_at: None,
+            committed_dirty: false,
             poisoned: None,
             buf: Vec::new(),
         };

@@ -24,7 +24,7 @@ use shale_api::shalepb::{forward_request, forward_response};
 
 use crate::app::{Command, Raft};
 use crate::node::ProposalHold;
-use crate::peer::Forwarder;
+use crate::peer::{Forwarder, Route};
 
 /// Proposals in flight at once (one being made durable, one queued behind it in openraft).
 const IN_FLIGHT: usize = 2;
@@ -109,18 +109,23 @@ impl Sender {
             forward_response::Response::Propose(r) => Ok(r),
             _ => Err(EtcdError::Corrupt),
         };
-        if let Some(r) = self
-            .forwarder
-            .to_leader(fwd(batch.clone()), self.timeout)
-            .await?
-        {
-            return answer(r);
+        // On the leader the batch is written without the copy a forward would need.
+        if !matches!(self.forwarder.route(self.timeout).await?, Route::Local) {
+            if let Some(r) = self
+                .forwarder
+                .to_leader(fwd(batch.clone()), self.timeout)
+                .await?
+            {
+                return answer(r);
+            }
         }
-        match self.raft.client_write(Command(batch.clone())).await {
+        let cmd = Command::new(batch);
+        match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => Ok(resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 // Leadership moved between the check and the write: nothing was proposed
                 // here, so the batch goes to the new leader.
+                let batch = cmd.batch().clone();
                 match self.forwarder.to_leader(fwd(batch), self.timeout).await? {
                     Some(r) => answer(r),
                     None => Err(EtcdError::LeaderChanged),

@@ -205,8 +205,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             match e.payload {
                 EntryPayload::Blank => counts.push(0),
                 EntryPayload::Normal(c) => {
-                    counts.push(c.0.requests.len());
-                    cmds.extend(c.0.requests.into_iter().map(Some));
+                    counts.push(c.batch().requests.len());
+                    cmds.extend(c.into_requests().into_iter().map(Some));
                 }
                 EntryPayload::Membership(m) => {
                     self.state.membership = StoredMembership::new(Some(e.log_id), m);

@@ -9,6 +9,9 @@
 //! requests (truncate, purge, vote, committed, flush) are processed one by one in queue order,
 //! which gives openraft the "all write IO is serialized" guarantee it requires.
 //!
+//! The committed log id (a best-effort hint, see `meta_file.rs`) is written at most every
+//! 100 ms, and once more when the thread stops.
+//!
 //! # Segment roll
 //!
 //! Before a record is added to the buffer, if the active segment (plus what is buffered) has
@@ -42,8 +45,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::LogFlushed;
 use openraft::{LogId, RaftTypeConfig, Vote};
@@ -55,6 +59,9 @@ use crate::segment::{
     create_segment, encode_record, record_len, segment_file_name, sync_dir, SEGMENT_HEADER_LEN,
 };
 use crate::state::{DiskLoc, Shared};
+
+/// Shortest time between two writes of the committed-log-id hint.
+pub(crate) const COMMITTED_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(crate) type Done = oneshot::Sender<Result<(), LogStoreError>>;
 
@@ -122,6 +129,10 @@ pub(crate) struct Writer<C: RaftTypeConfig> {
     pub purged_file: MetaFile,
     pub committed_file: MetaFile,
     pub committed_written: Option<LogId<C::NodeId>>,
+    /// When the committed hint was last written, and whether a newer one waits (the hint
+    /// is written at most every [`COMMITTED_INTERVAL`]; see [`Writer::save_committed`]).
+    pub committed_saved_at: Option<Instant>,
+    pub committed_dirty: bool,
     pub poisoned: Option<String>,
     pub buf: Vec<u8>,
 }
@@ -131,9 +142,17 @@ impl<C: RaftTypeConfig> Writer<C> {
         let mut queue: VecDeque<Request<C>> = VecDeque::new();
         loop {
             if queue.is_empty() {
-                match rx.recv() {
+                let r = match self.committed_due() {
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(wait) => rx.recv_timeout(wait),
+                };
+                match r {
                     Ok(r) => queue.push_back(r),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.save_committed(true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             while let Ok(r) = rx.try_recv() {
@@ -155,7 +174,18 @@ impl<C: RaftTypeConfig> Writer<C> {
                 self.handle_other(req);
             }
         }
-        self.save_committed();
+        self.save_committed(true);
+    }
+
+    /// How long until a held-back committed hint is due, if one waits.
+    fn committed_due(&self) -> Option<Duration> {
+        if !self.committed_dirty {
+            return None;
+        }
+        let since = self
+            .committed_saved_at
+            .map_or(COMMITTED_INTERVAL, |t| t.elapsed());
+        Some(COMMITTED_INTERVAL.saturating_sub(since))
     }
 
     fn poison(&mut self, what: &str, e: &LogStoreError) -> String {
@@ -326,7 +356,7 @@ impl<C: RaftTypeConfig> Writer<C> {
         let (result, done) = match req {
             Request::Append { .. } => unreachable!("appends are grouped"),
             Request::SaveCommitted => {
-                self.save_committed();
+                self.save_committed(false);
                 return;
             }
             Request::Flush { done } => (Ok(()), done),
@@ -479,14 +509,30 @@ impl<C: RaftTypeConfig> Writer<C> {
     }
 
     /// Persist the latest committed log id if it changed (best effort, not fsynced).
-    fn save_committed(&mut self) {
+    ///
+    /// The commit index advances with every entry; writing the hint file (create, write,
+    /// rename) each time cost a few percent of a busy member's CPU. Unless `force`d, it is
+    /// written at most every [`COMMITTED_INTERVAL`]; a value held back is written when the
+    /// interval has passed, even if nothing else arrives (see [`Writer::run`]). A stale hint
+    /// only means a restarted member re-learns the commit index from the group.
+    fn save_committed(&mut self, force: bool) {
         if self.poisoned.is_some() {
             return;
         }
+        if !force
+            && self
+                .committed_saved_at
+                .is_some_and(|t| t.elapsed() < COMMITTED_INTERVAL)
+        {
+            self.committed_dirty = true;
+            return;
+        }
+        self.committed_dirty = false;
         let committed = self.shared.state.read().committed.clone();
         if committed == self.committed_written {
             return;
         }
+        self.committed_saved_at = Some(Instant::now());
         match self.committed_file.write(&committed, false) {
             Ok(()) => self.committed_written = committed,
             Err(e) => tracing::warn!(error = %e, "could not persist the raft committed log id"),
