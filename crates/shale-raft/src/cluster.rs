@@ -22,7 +22,7 @@ use shale_api::shalepb::{
 
 use crate::app::{Command, NodeId};
 use crate::node::RaftNode;
-use crate::proposer::map_write_err;
+use crate::proposer::{map_appended_write_err, map_write_err};
 
 /// Most learners a cluster may have (etcd's default).
 pub const MAX_LEARNERS: usize = 1;
@@ -110,25 +110,21 @@ impl RaftNode {
             Fwd::Propose(batch) => {
                 // Held like local proposals while leadership is handed over.
                 self.pass_hold().await;
+                // Not the leader: nothing is appended, so the sender may try the next leader.
+                self.ensure_leader()?;
                 let n = batch.requests.len();
                 let resp = self
                     .raft()
                     .client_write(Command::new(batch))
                     .await
-                    .map_err(map_write_err)?;
+                    .map_err(map_appended_write_err)?;
                 if resp.data.0.responses.len() != n {
                     return Err(EtcdError::Corrupt);
                 }
                 Ok(FwdAnswer::Propose(resp.data.0))
             }
-            Fwd::ReadIndex(_) => {
-                let (read, _) = self
-                    .raft()
-                    .get_read_log_id()
-                    .await
-                    .map_err(|_| self.ensure_leader().err().unwrap_or(EtcdError::NotLeader))?;
-                Ok(FwdAnswer::ReadIndex(read.map_or(0, |l| l.index)))
-            }
+            // Shares quorum rounds with this leader's own readers and other followers.
+            Fwd::ReadIndex(_) => Ok(FwdAnswer::ReadIndex(self.leader_read_index().await?)),
             Fwd::LeaseKeepAlive(r) => {
                 self.ensure_leader()?;
                 let ttl = self

@@ -258,6 +258,13 @@ impl RaftNode {
         self.id
     }
 
+    /// The leader's read index from a shared quorum round (see [`LeaderReadIndex`]).
+    ///
+    /// [`LeaderReadIndex`]: crate::read_index::LeaderReadIndex
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, EtcdError> {
+        self.barriers.leader().get().await
+    }
+
     pub fn machine(&self) -> &Arc<Machine> {
         &self.machine
     }

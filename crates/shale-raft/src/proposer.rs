@@ -92,6 +92,22 @@ pub(crate) fn map_write_err(
     }
 }
 
+/// Maps the error of a `client_write` made while this member led.
+///
+/// openraft answers `ForwardToLeader` both when it refused the entry (leadership already
+/// gone) and when it appended the entry and a new leader's log later truncated it. The two
+/// cannot be told apart, and an appended entry must never be proposed again (the client may
+/// have given up on it long ago), so both are `leader changed`: the write was not applied
+/// and is not retried behind the client's back.
+pub(crate) fn map_appended_write_err(
+    e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
+) -> EtcdError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::LeaderChanged,
+        e => map_write_err(e),
+    }
+}
+
 /// Sends one batch where the leader is.
 #[derive(Clone)]
 struct Sender {
@@ -119,19 +135,9 @@ impl Sender {
                 return answer(r);
             }
         }
-        let cmd = Command::new(batch);
-        match self.raft.client_write(cmd.clone()).await {
+        match self.raft.client_write(Command::new(batch)).await {
             Ok(resp) => Ok(resp.data.0),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                // Leadership moved between the check and the write: nothing was proposed
-                // here, so the batch goes to the new leader.
-                let batch = cmd.batch().clone();
-                match self.forwarder.to_leader(fwd(batch), self.timeout).await? {
-                    Some(r) => answer(r),
-                    None => Err(EtcdError::LeaderChanged),
-                }
-            }
-            Err(e) => Err(map_write_err(e)),
+            Err(e) => Err(map_appended_write_err(e)),
         }
     }
 }

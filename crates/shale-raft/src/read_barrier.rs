@@ -4,62 +4,57 @@
 //! `ensure_linearizable` gives that (leadership confirmed by a quorum, state machine caught
 //! up), but costs a round through the Raft core. Readers therefore share barriers: a reader
 //! that arrives while a barrier is running waits for the NEXT barrier, which starts after it
-//! arrived and so covers it; everyone waiting when a barrier starts shares its result. Under
-//! load one barrier serves hundreds of reads; when idle a read costs exactly one barrier.
-
-use std::sync::Arc;
-
-use openraft::error::RaftError;
-use parking_lot::Mutex;
-use shale_api::error::EtcdError;
-use tokio::sync::oneshot;
+//! arrived and so covers it; everyone waiting when a barrier starts shares its result
+//! ([`SharedRound`]). Under load one barrier serves hundreds of reads; when idle a read costs
+//! exactly one barrier. On the leader the read index itself comes from [`LeaderReadIndex`],
+//! whose quorum rounds also answer the read-index requests of the followers' barriers.
 
 use std::time::Duration;
 
+use shale_api::error::EtcdError;
 use shale_api::shalepb::{forward_request, forward_response};
 
 use crate::app::Raft;
 use crate::peer::Forwarder;
-
-type Waiter = oneshot::Sender<Result<(), EtcdError>>;
-
-#[derive(Default)]
-struct State {
-    running: bool,
-    waiting: Vec<Waiter>,
-}
+use crate::read_index::LeaderReadIndex;
+use crate::shared_round::SharedRound;
 
 /// Shared linearizable read barriers of one Raft group.
 #[derive(Clone)]
 pub struct ReadBarriers {
     raft: Raft,
     forwarder: Forwarder,
+    leader: LeaderReadIndex,
     timeout: Duration,
-    state: Arc<Mutex<State>>,
+    rounds: SharedRound<Result<(), EtcdError>>,
 }
 
 impl ReadBarriers {
     pub fn new(raft: Raft, forwarder: Forwarder, timeout: Duration) -> Self {
         Self {
+            leader: LeaderReadIndex::new(raft.clone()),
             raft,
             forwarder,
             timeout,
-            state: Arc::default(),
+            rounds: SharedRound::new(),
         }
+    }
+
+    /// The leader's side: read-index rounds shared by local readers and forwarded requests.
+    pub(crate) fn leader(&self) -> &LeaderReadIndex {
+        &self.leader
     }
 
     /// Resolves once a barrier that started after this call has completed.
     pub async fn wait(&self) -> Result<(), EtcdError> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut st = self.state.lock();
-            st.waiting.push(tx);
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
-            tokio::spawn(self.clone().run());
-        }
-        rx.await.unwrap_or(Err(EtcdError::Stopped))
+        let me = self.clone();
+        self.rounds
+            .join(move || {
+                let me = me.clone();
+                async move { me.confirm().await }
+            })
+            .await
+            .unwrap_or(Err(EtcdError::Stopped))
     }
 
     /// One read point: the leader's read index, then this member's apply reaching it.
@@ -71,18 +66,7 @@ impl ReadBarriers {
         let index = match remote {
             Some(forward_response::Response::ReadIndex(i)) => i,
             Some(_) => return Err(EtcdError::Corrupt),
-            None => match self.raft.get_read_log_id().await {
-                Ok((read, _)) => read.map_or(0, |l| l.index),
-                Err(RaftError::APIError(_)) => {
-                    let has_leader = self.raft.metrics().borrow().current_leader.is_some();
-                    return Err(if has_leader {
-                        EtcdError::NotLeader
-                    } else {
-                        EtcdError::NoLeader
-                    });
-                }
-                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
-            },
+            None => self.leader.get().await?,
         };
         let applied = self
             .raft
@@ -99,22 +83,5 @@ impl ReadBarriers {
             .await
             .map(|_| ())
             .map_err(|_| EtcdError::TimeoutWaitAppliedIndex)
-    }
-
-    async fn run(self) {
-        loop {
-            let batch = {
-                let mut st = self.state.lock();
-                if st.waiting.is_empty() {
-                    st.running = false;
-                    return;
-                }
-                std::mem::take(&mut st.waiting)
-            };
-            let r = self.confirm().await;
-            for w in batch {
-                let _ = w.send(r);
-            }
-        }
     }
 }
