@@ -6,7 +6,7 @@ use bytes::Bytes;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{request_op, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use shale_mvcc::hash::hash_kv;
-use shale_mvcc::{kv, Error, KeyRange, MvccStore};
+use shale_mvcc::{kv, ApplyBatch, Committed, Error, KeyRange, MvccStore};
 use shale_storage::{Engine, MemoryEngine};
 
 fn b(s: &str) -> Bytes {
@@ -18,18 +18,27 @@ fn store() -> MvccStore {
     MvccStore::open(engine).expect("open")
 }
 
-fn put(store: &MvccStore, k: &str, v: &str) -> i64 {
+/// Stages a put of `k` (with `lease`, 0 = none) in `batch`, not yet committed.
+fn stage_put(batch: &mut ApplyBatch<'_>, k: &str, v: &str, lease: i64) {
+    let mut w = batch.write();
+    let p = PutRequest {
+        key: b(k),
+        value: b(v),
+        lease,
+        ..Default::default()
+    };
+    kv::put(&mut w, &p, &|_| true, false).expect("put");
+}
+
+/// One committed batch holding one put.
+fn put_leased(store: &MvccStore, k: &str, v: &str, lease: i64) -> Committed {
     let mut batch = store.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b(k),
-            value: b(v),
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
-    batch.commit().expect("commit").rev
+    stage_put(&mut batch, k, v, lease);
+    batch.commit().expect("commit")
+}
+
+fn put(store: &MvccStore, k: &str, v: &str) -> i64 {
+    put_leased(store, k, v, 0).rev
 }
 
 fn etcd_err<T: std::fmt::Debug>(r: shale_mvcc::Result<T>) -> EtcdError {
@@ -225,32 +234,11 @@ fn txn_failing_half_way_changes_nothing() {
 #[test]
 fn puts_leave_the_previous_state_to_be_read_on_demand() {
     let s = store();
-    let mut batch = s.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b("k"),
-            value: b("v1"),
-            lease: 7,
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
-    let first = batch.commit().expect("commit");
+    let first = put_leased(&s, "k", "v1", 7);
     assert_eq!(first.changes[0].prev_rev, None);
     assert_eq!(first.changes[0].prev_lease, 0);
 
-    let mut batch = s.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b("k"),
-            value: b("v2"),
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
-    let second = batch.commit().expect("commit");
+    let second = put_leased(&s, "k", "v2", 0);
     let ch = &second.changes[0];
     assert_eq!(ch.prev, None, "not read by the put");
     assert_eq!(ch.prev_lease, 7);
@@ -261,15 +249,7 @@ fn puts_leave_the_previous_state_to_be_read_on_demand() {
     // Third value and a compaction above it in one batch: the change's previous state
     // (revision 3) is deleted by that compaction, so commit reads it first.
     let mut batch = s.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b("k"),
-            value: b("v3"),
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
+    stage_put(&mut batch, "k", "v3", 0);
     batch.compact(4).expect("compact");
     let third = batch.commit().expect("commit");
     s.wait_compaction();
@@ -282,18 +262,7 @@ fn puts_leave_the_previous_state_to_be_read_on_demand() {
     );
 
     // A delete reports the lease it detaches.
-    let mut batch = s.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b("k"),
-            value: b("v4"),
-            lease: 9,
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
-    batch.commit().expect("commit");
+    put_leased(&s, "k", "v4", 9);
     let mut batch = s.begin();
     {
         let mut w = batch.write();
@@ -313,30 +282,9 @@ fn the_previous_lease_is_known_after_reopening() {
     let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
     {
         let s = MvccStore::open(engine.clone()).expect("open");
-        let mut batch = s.begin();
-        {
-            let mut w = batch.write();
-            let p = PutRequest {
-                key: b("k"),
-                value: b("v"),
-                lease: 5,
-                ..Default::default()
-            };
-            kv::put(&mut w, &p, &|_| true, false).expect("put");
-        }
-        batch.commit().expect("commit");
+        put_leased(&s, "k", "v", 5);
     }
     let s = MvccStore::open(engine).expect("reopen");
-    let mut batch = s.begin();
-    {
-        let mut w = batch.write();
-        let p = PutRequest {
-            key: b("k"),
-            value: b("v2"),
-            ..Default::default()
-        };
-        kv::put(&mut w, &p, &|_| true, false).expect("put");
-    }
-    let c = batch.commit().expect("commit");
+    let c = put_leased(&s, "k", "v2", 0);
     assert_eq!(c.changes[0].prev_lease, 5);
 }
