@@ -36,33 +36,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// Listeners on every URL of the comma list `urls`; an error names `what` they are for.
+async fn bind_all(urls: &str, what: &str) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let mut listeners = Vec::new();
+    for u in parse_urls(urls).map_err(anyhow::Error::msg)? {
+        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
 async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     // Bind first so a taken port is reported before anything is written.
-    let mut listeners = Vec::new();
-    for u in parse_urls(&cfg.listen_client_urls).map_err(anyhow::Error::msg)? {
-        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for clients on {addr}: {e}"))?;
-        listeners.push(l);
-    }
-    let mut metric_listeners = Vec::new();
-    for u in parse_urls(&cfg.listen_metrics_urls).map_err(anyhow::Error::msg)? {
-        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
-        metric_listeners.push(l);
-    }
-    let mut peer_listeners = Vec::new();
-    for u in parse_urls(&cfg.listen_peer_urls).map_err(anyhow::Error::msg)? {
-        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for peers on {addr}: {e}"))?;
-        peer_listeners.push(l);
-    }
+    let listeners = bind_all(&cfg.listen_client_urls, "clients").await?;
+    let metric_listeners = bind_all(&cfg.listen_metrics_urls, "metrics").await?;
+    let peer_listeners = bind_all(&cfg.listen_peer_urls, "peers").await?;
     let member = Member::start(&cfg, peer_listeners).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();

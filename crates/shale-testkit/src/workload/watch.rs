@@ -22,6 +22,7 @@ use tokio::time::{sleep, timeout, Instant};
 use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use crate::diff::prefix_end;
 use crate::linearize::AppliedWrite;
 
 #[derive(Default)]
@@ -37,19 +38,6 @@ pub(super) struct WatchLog {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     prefix: Bytes,
-}
-
-/// etcd's prefix range end: the prefix with its last byte below 0xff incremented.
-fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.last_mut() {
-        if *last < 0xff {
-            *last += 1;
-            return end.into();
-        }
-        end.pop();
-    }
-    Bytes::from_static(b"\0")
 }
 
 impl WatchLog {
