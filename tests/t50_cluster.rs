@@ -10,11 +10,10 @@ use cluster_util::*;
 use shale_api::etcdserverpb::cluster_client::ClusterClient;
 use shale_api::etcdserverpb::lease_client::LeaseClient;
 use shale_api::etcdserverpb::maintenance_client::MaintenanceClient;
-use shale_api::etcdserverpb::watch_client::WatchClient;
 use shale_api::etcdserverpb::{
-    watch_request, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
-    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
-    MoveLeaderRequest, PutRequest, WatchCreateRequest, WatchRequest,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, MemberAddRequest,
+    MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
+    WatchCreateRequest,
 };
 use shale_testkit::process::{free_port, shale_bin, EtcdProcess};
 
@@ -28,26 +27,17 @@ async fn every_member_serves_every_request() {
     let follower = (leader + 1) % 3;
 
     // A watcher on a follower, created before the writes.
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let mut w = WatchClient::new(channel(&eps[follower]).await.expect("channel"));
-    tx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: "/w/".into(),
-                range_end: "/w0".into(),
-                ..Default::default()
-            },
-        )),
-    })
+    let (_tx, mut events) = open_watch(
+        &eps[follower],
+        WatchCreateRequest {
+            key: "/w/".into(),
+            range_end: "/w0".into(),
+            ..Default::default()
+        },
+        false,
+    )
     .await
-    .expect("send");
-    let mut events = w
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("watch")
-        .into_inner();
-    let created = events.message().await.expect("created").expect("created");
-    assert!(created.created);
+    .expect("watch on a follower");
 
     // Writes through every member; linearizable reads through every member see each.
     for (i, ep) in eps.iter().enumerate() {

@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use cluster_util::*;
 use shale_api::etcdserverpb::kv_client::KvClient;
-use shale_api::etcdserverpb::watch_client::WatchClient;
-use shale_api::etcdserverpb::{
-    watch_request, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
-};
+use shale_api::etcdserverpb::{PutRequest, RangeRequest, WatchCreateRequest};
 use shale_testkit::mesh::{Fault, PartitionedMesh};
 use shale_testkit::process::{free_port, shale_bin, EtcdProcess};
 
@@ -61,34 +58,17 @@ async fn minority_acknowledges_nothing_and_heals() {
     wait_converged(&mut c, T).await.expect("converged");
 
     // A hasleader watch on the leader-to-be-isolated: ended with "no leader".
-    let (wtx, wrx) = tokio::sync::mpsc::channel(4);
-    wtx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: "/p/".into(),
-                range_end: "/p0".into(),
-                ..Default::default()
-            },
-        )),
-    })
+    let (wtx, mut watch) = open_watch(
+        &eps[leader],
+        WatchCreateRequest {
+            key: "/p/".into(),
+            range_end: "/p0".into(),
+            ..Default::default()
+        },
+        true,
+    )
     .await
-    .expect("send");
-    let mut wreq = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(wrx));
-    wreq.metadata_mut()
-        .insert("hasleader", "true".parse().expect("metadata"));
-    let mut watch = WatchClient::new(channel(&eps[leader]).await.expect("channel"))
-        .watch(wreq)
-        .await
-        .expect("watch")
-        .into_inner();
-    assert!(
-        watch
-            .message()
-            .await
-            .expect("created")
-            .expect("created")
-            .created
-    );
+    .expect("hasleader watch");
 
     let old = c[leader].name().to_string();
     mesh.isolate_with(&old, Fault::Blackhole);

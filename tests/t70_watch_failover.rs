@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use cluster_util::*;
-use shale_api::etcdserverpb::watch_client::WatchClient;
-use shale_api::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+use shale_api::etcdserverpb::WatchCreateRequest;
 
 const T: Duration = Duration::from_secs(30);
 const WRITES: usize = 400;
@@ -21,33 +20,18 @@ async fn follower_watch_survives_leader_change() {
     let writer_at = (leader + 2) % 3;
     let eps: Vec<String> = c.iter().map(|m| m.endpoint()).collect();
 
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut w = WatchClient::new(channel(&eps[watcher_at]).await.expect("channel"));
-    tx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: "/wf/".into(),
-                range_end: "/wf0".into(),
-                prev_kv: true,
-                ..Default::default()
-            },
-        )),
-    })
+    let (_tx, mut stream) = open_watch(
+        &eps[watcher_at],
+        WatchCreateRequest {
+            key: "/wf/".into(),
+            range_end: "/wf0".into(),
+            prev_kv: true,
+            ..Default::default()
+        },
+        false,
+    )
     .await
-    .expect("send");
-    let mut stream = w
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("watch")
-        .into_inner();
-    assert!(
-        stream
-            .message()
-            .await
-            .expect("created")
-            .expect("created")
-            .created
-    );
+    .expect("watch on a follower");
     let reader = tokio::spawn(async move {
         let mut seen: Vec<(String, i64)> = Vec::new();
         while let Ok(Some(r)) = stream.message().await {

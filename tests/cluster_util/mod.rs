@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use shale_api::etcdserverpb::kv_client::KvClient;
 use shale_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use shale_api::etcdserverpb::watch_client::WatchClient;
 use shale_api::etcdserverpb::{
-    HashKvRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
+    watch_request, HashKvRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
+    WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use shale_testkit::process::{shale_bin, EtcdProcess};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
+use tonic::Streaming;
 
 /// Election timeout the cluster tests run with (etcd's default).
 pub const ELECTION_MS: u64 = 1000;
@@ -55,6 +59,39 @@ pub async fn put(ep: &str, k: &str, v: &str) -> Result<i64> {
         .await?
         .into_inner();
     Ok(r.header.map_or(0, |h| h.revision))
+}
+
+/// A watch stream on `ep` with one watcher (`create`), `hasleader` metadata when asked; the
+/// creation answer is checked. Keep the sender: dropping it ends the stream.
+pub async fn open_watch(
+    ep: &str,
+    create: WatchCreateRequest,
+    hasleader: bool,
+) -> Result<(mpsc::Sender<WatchRequest>, Streaming<WatchResponse>)> {
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+    })
+    .await
+    .context("queue the create request")?;
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if hasleader {
+        req.metadata_mut()
+            .insert("hasleader", "true".parse().expect("metadata"));
+    }
+    let mut stream = WatchClient::new(channel(ep).await?)
+        .watch(req)
+        .await?
+        .into_inner();
+    let created = stream
+        .message()
+        .await?
+        .context("stream ended before created")?;
+    anyhow::ensure!(
+        created.created,
+        "first answer is not `created`: {created:?}"
+    );
+    Ok((tx, stream))
 }
 
 /// The value of `k` read from `ep` (`serializable`: from that member's own state).
