@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+mod common;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn require_binaries() {
@@ -45,34 +47,8 @@ fn compare(scenario: &str, extra: &[&str], out: &Path) -> Value {
 /// Structure and correctness of one system's summary; `watched` = the scenario has watchers.
 fn check_system(report: &Value, sys: &str, watched: bool) {
     let s = &report["systems"][sys];
-    assert!(s.is_object(), "systems.{sys} missing: {report:#}");
     assert!(s.get("error").is_none(), "{sys} failed: {}", s["error"]);
-    for f in [
-        "throughput_ops",
-        "p50_ms",
-        "p90_ms",
-        "p99_ms",
-        "p999_ms",
-        "max_ms",
-        "disk_mib",
-    ] {
-        let v = s[f].as_f64();
-        assert!(
-            v.is_some_and(|v| v.is_finite() && v >= 0.0),
-            "systems.{sys}.{f} = {:?}",
-            s[f]
-        );
-    }
-    assert!(
-        s["throughput_ops"].as_f64().unwrap() > 0.0,
-        "{sys}: no throughput"
-    );
-    assert_eq!(
-        s["errors"].as_u64(),
-        Some(0),
-        "{sys}: errors in {:#}",
-        s["phases"]
-    );
+    let s = common::check_summary(report, sys, &["disk_mib"], "phases");
     for f in ["lost_events", "duplicate_events", "out_of_order_events"] {
         assert_eq!(s[f].as_u64(), Some(0), "{sys}: {f}");
     }

@@ -175,8 +175,29 @@ impl Ctx {
         Ok(self.phases.len() - 1)
     }
 
+    /// Preloads `p.objects` objects of `kind` into `slot_factor` times as many slots (the
+    /// rest start absent: room for creates) and returns the churn generator over them, with
+    /// `mix` = (update %, create %).
+    pub async fn preloaded_churn(
+        &mut self,
+        kind: Kind,
+        slot_factor: usize,
+        mix: (u32, u32),
+    ) -> Result<gens::ChurnGen> {
+        let n = self.p.objects;
+        let slots = Arc::new(Slots::new(slot_factor * n as usize));
+        self.preload(kind, &slots, n).await?;
+        Ok(gens::ChurnGen::new(
+            kind,
+            self.p.namespaces,
+            slots,
+            self.p.value_size,
+            mix,
+        ))
+    }
+
     /// Write `n` objects of `kind` (slots `0..n`) in batched Txns; records their revisions.
-    pub async fn preload(&mut self, kind: Kind, slots: &Arc<Slots>, n: u64) -> Result<()> {
+    async fn preload(&mut self, kind: Kind, slots: &Arc<Slots>, n: u64) -> Result<()> {
         let started = Instant::now();
         let per_txn = (1_000_000 / self.p.value_size.max(1)).clamp(1, 100) as u64;
         let batches = n.div_ceil(per_txn);

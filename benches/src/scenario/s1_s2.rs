@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::gens::ChurnGen;
 use super::{prefix, Ctx, PhaseWatch};
-use crate::kube::Slots;
 use crate::objects::Kind;
 use crate::phase::{Mode, Plan};
 use crate::watchers::WatchSpec;
@@ -52,16 +50,7 @@ fn plan(ctx: &Ctx, name: String, mode: Mode) -> Plan {
 }
 
 pub async fn s1(ctx: &mut Ctx) -> Result<usize> {
-    let n = ctx.p.objects;
-    let slots = Arc::new(Slots::new(n as usize));
-    ctx.preload(Kind::Lease, &slots, n).await?;
-    let gen = Arc::new(ChurnGen::new(
-        Kind::Lease,
-        ctx.p.namespaces,
-        slots,
-        ctx.p.value_size,
-        (100, 0),
-    ));
+    let gen = Arc::new(ctx.preloaded_churn(Kind::Lease, 1, (100, 0)).await?);
     let watchers = ctx.p.watchers.first().copied().unwrap_or(0);
     for rate in ctx.p.rates.clone() {
         let mode = Mode::Open { rate };
@@ -86,17 +75,8 @@ pub async fn s1(ctx: &mut Ctx) -> Result<usize> {
 }
 
 pub async fn s2(ctx: &mut Ctx) -> Result<usize> {
-    let n = ctx.p.objects;
     // twice the slots: the upper half starts absent, so creates have room
-    let slots = Arc::new(Slots::new(2 * n as usize));
-    ctx.preload(Kind::Pod, &slots, n).await?;
-    let gen = Arc::new(ChurnGen::new(
-        Kind::Pod,
-        ctx.p.namespaces,
-        slots,
-        ctx.p.value_size,
-        (90, 5),
-    ));
+    let gen = Arc::new(ctx.preloaded_churn(Kind::Pod, 2, (90, 5)).await?);
     let mut last = 0;
     for watchers in ctx.p.watchers.clone() {
         for rate in ctx.p.rates.clone() {

@@ -14,10 +14,10 @@ use anyhow::Result;
 use bytes::Bytes;
 use shale_api::etcdserverpb::RangeRequest;
 
-use super::gens::{ChurnGen, ListGen};
+use super::gens::ListGen;
 use super::params::parse_list;
 use super::{prefix, BgLoad, Ctx, PhaseResult};
-use crate::kube::{ListKind, Slots};
+use crate::kube::ListKind;
 use crate::objects::Kind;
 use crate::phase::{LoadResult, Mode, Plan};
 use crate::pool::kv_client;
@@ -40,16 +40,7 @@ async fn range_stream_missing(ctx: &Ctx) -> Option<String> {
 }
 
 pub async fn run(ctx: &mut Ctx) -> Result<usize> {
-    let n = ctx.p.objects;
-    let slots = Arc::new(Slots::new(n as usize));
-    ctx.preload(Kind::Pod, &slots, n).await?;
-    let bg: Arc<dyn BgLoad> = Arc::new(ChurnGen::new(
-        Kind::Pod,
-        ctx.p.namespaces,
-        slots,
-        ctx.p.value_size,
-        (100, 0),
-    ));
+    let bg: Arc<dyn BgLoad> = Arc::new(ctx.preloaded_churn(Kind::Pod, 1, (100, 0)).await?);
     let conc = ctx.p.concurrency.clone();
     let max_c = conc.iter().copied().max().unwrap_or(1);
     let mut headline = None;

@@ -12,9 +12,8 @@ use std::time::Duration;
 use anyhow::Result;
 use shale_api::etcdserverpb::CompactionRequest;
 
-use super::gens::ChurnGen;
 use super::Ctx;
-use crate::kube::{current_revision, Slots};
+use crate::kube::current_revision;
 use crate::objects::Kind;
 use crate::phase::{Mode, Plan};
 use crate::pool::kv_client;
@@ -22,15 +21,7 @@ use crate::report::Recorder;
 
 pub async fn run(ctx: &mut Ctx) -> Result<usize> {
     let n = ctx.p.objects;
-    let slots = Arc::new(Slots::new(n as usize));
-    ctx.preload(Kind::Pod, &slots, n).await?;
-    let gen = Arc::new(ChurnGen::new(
-        Kind::Pod,
-        ctx.p.namespaces,
-        slots,
-        ctx.p.value_size,
-        (100, 0),
-    ));
+    let gen = Arc::new(ctx.preloaded_churn(Kind::Pod, 1, (100, 0)).await?);
     let rate = ctx.p.rates.first().copied().unwrap_or(1000.0);
     let every = Duration::from_secs_f64(ctx.p.compact_every);
     let done = Arc::new(AtomicBool::new(false));
