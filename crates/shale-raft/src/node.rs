@@ -108,6 +108,8 @@ pub struct RaftNode {
     machine: Arc<Machine>,
     id: NodeId,
     timeout: Duration,
+    /// The election timeout (etcd's `--election-timeout`), in milliseconds.
+    election_ms: u64,
     proposer: Proposer,
     barriers: ReadBarriers,
     peers: Arc<Peers>,
@@ -191,13 +193,17 @@ impl RaftNode {
         let config = Config {
             cluster_name: "shale".into(),
             heartbeat_interval: cfg.heartbeat_ms,
-            // openraft makes a follower refuse votes until `election_timeout_max` has passed
-            // since it last heard from the leader (its leader lease), so a wide range costs
-            // failover time: a candidate that times out early is refused and must wait a
-            // second timeout. With the range [timeout/2, timeout) a dead leader is replaced
-            // within about two election timeouts (etcd: [timeout, 2 x timeout)).
+            // openraft (0.9) makes a follower refuse votes until `election_timeout_max` has
+            // passed since it last heard from the leader (its leader lease), and a follower
+            // that knew a leader only campaigns after that lease *plus* its own random
+            // timeout. A rejected first round (the candidate's log was shorter than the other
+            // follower's, common under writes, or a split vote) costs one more timeout. So
+            // the range is [T/2, 3T/4) of the election timeout T: a dead leader is replaced
+            // 1.25T to 1.5T after its last heartbeat, within 2.3T after one failed round
+            // (etcd: [T, 2T) per round), and a follower still never campaigns before it has
+            // missed a full T of heartbeats.
             election_timeout_min: cfg.election_ms / 2,
-            election_timeout_max: cfg.election_ms,
+            election_timeout_max: cfg.election_ms * 3 / 4,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
             max_in_snapshot_log_to_keep: cfg.catch_up_entries,
             max_payload_entries: 1000,
@@ -246,6 +252,7 @@ impl RaftNode {
             machine,
             id: cfg.id,
             timeout: cfg.request_timeout,
+            election_ms: cfg.election_ms,
             proposer,
             barriers,
             peers,
@@ -320,7 +327,7 @@ impl RaftNode {
             return Some(l);
         }
         let voters = m.membership_config.membership().voter_ids().count();
-        let limit = self.raft.config().election_timeout_max;
+        let limit = self.election_ms;
         if voters <= 1 || m.millis_since_quorum_ack.is_some_and(|ms| ms <= limit) {
             Some(l)
         } else {
