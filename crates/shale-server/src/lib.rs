@@ -6,12 +6,14 @@
 //!   store, map errors through the single table in `shale_api::error`, and fill headers.
 //! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! * [`background`] — lease expiry, auto-compaction, progress notifications.
+//! * [`cork`] — gathers a connection's writes of one scheduler pass into one syscall.
 //! * [`probe`] — `shale healthcheck`, the container health probe (std only).
 //! * [`h2_authority`] — repairs the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
 
 pub mod auth;
 pub mod background;
 pub mod config;
+pub mod cork;
 pub mod ctx;
 pub mod h2_authority;
 pub mod http;

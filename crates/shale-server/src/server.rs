@@ -426,12 +426,13 @@ pub async fn serve(
         );
     // tonic ignores its own `tcp_nodelay` for a caller-provided stream: set it on each
     // accepted socket, or Nagle's algorithm adds ~40 ms to every small response.
-    // Each connection is also wrapped to accept etcdctl 3.4's URL-shaped `:authority`.
+    // Each connection is also wrapped to accept etcdctl 3.4's URL-shaped `:authority`, and
+    // corked so the responses of one scheduler pass leave in one write (see `cork`).
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         conn.inspect(|s| {
             let _ = s.set_nodelay(true);
         })
-        .map(crate::h2_authority::AuthorityFix::new)
+        .map(|s| crate::h2_authority::AuthorityFix::new(crate::cork::Cork::new(s)))
     });
     tonic::transport::Server::builder()
         .accept_http1(true)
@@ -457,6 +458,7 @@ pub async fn serve_peer(
         conn.inspect(|s| {
             let _ = s.set_nodelay(true);
         })
+        .map(crate::cork::Cork::new)
     });
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
