@@ -1,5 +1,6 @@
 //! kill -9 during concurrent writes: after a restart every acknowledged write is present
-//! with its value, and the revision counter continues from where it was.
+//! with its value, and the revision counter continues from where it was. Each test runs with
+//! both state engines (`--experimental-state-engine sled|log`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,10 +21,21 @@ fn total_acks(a: &Arc<Mutex<HashMap<String, (String, i64)>>>) -> i64 {
         .unwrap_or(0)
 }
 
+const LOG_ENGINE: &[&str] = &["--experimental-state-engine", "log"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
+    writes_survive_kill_9(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_log_engine() {
+    writes_survive_kill_9(LOG_ENGINE).await;
+}
+
+async fn writes_survive_kill_9(args: &[&str]) {
     let mut server =
-        EtcdProcess::start(&shale_bin().expect("shale binary"), &[]).expect("start shale");
+        EtcdProcess::start(&shale_bin().expect("shale binary"), args).expect("start shale");
     let acked: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -128,11 +140,19 @@ async fn acknowledged_writes_survive_kill_9() {
 /// kill -9 and restart then recovers from snapshot + log tail with every write present.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_purge_the_log_and_restart_from_them() {
-    let mut server = EtcdProcess::start(
-        &shale_bin().expect("shale binary"),
-        &["--snapshot-count", "100"],
-    )
-    .expect("start shale");
+    snapshot_restart(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_purge_the_log_and_restart_from_them_log_engine() {
+    snapshot_restart(LOG_ENGINE).await;
+}
+
+async fn snapshot_restart(engine: &[&str]) {
+    let mut args = vec!["--snapshot-count", "100"];
+    args.extend_from_slice(engine);
+    let mut server =
+        EtcdProcess::start(&shale_bin().expect("shale binary"), &args).expect("start shale");
     let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
     let snap_dir = server.data_dir().join("member").join("snap");
     let has_snapshot = || {
@@ -176,4 +196,57 @@ async fn snapshots_purge_the_log_and_restart_from_them() {
         all.count, i as i64,
         "every write survives snapshot + restart"
     );
+}
+
+/// A data dir written by one state engine is refused by the other, with the flag to use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_keeps_its_state_engine() {
+    let bin = shale_bin().expect("shale binary");
+    let mut server = EtcdProcess::start(&bin, LOG_ENGINE).expect("start shale");
+    let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
+    kv.put(PutRequest {
+        key: "/engine/k".into(),
+        value: "v".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("put");
+    server.kill9().expect("kill -9");
+    // The same ports and name as before: only the engine differs.
+    let (c, p) = (server.client_port(), server.peer_port());
+    let out = std::process::Command::new(&bin)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
+        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{p}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("{}=http://127.0.0.1:{p}", server.name()),
+        ])
+        .args(["--name", server.name()])
+        .output()
+        .expect("run shale");
+    assert!(!out.status.success(), "sled opened a log-engine data dir");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--experimental-state-engine=log"),
+        "unclear refusal: {stderr}"
+    );
+    // Nothing was lost by the refused start.
+    server.restart().expect("restart with the log engine");
+    let mut kv = KvClient::connect(server.endpoint()).await.expect("connect");
+    let r = kv
+        .range(RangeRequest {
+            key: "/engine/k".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(r.kvs.len(), 1);
 }

@@ -12,15 +12,24 @@ const T: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_by_snapshot() {
-    let mut c = start(
-        3,
-        &[
-            "--snapshot-count",
-            "100",
-            "--experimental-snapshot-catchup-entries",
-            "10",
-        ],
-    );
+    catch_up_by_snapshot(&[]).await;
+}
+
+/// The same with the log-structured state engine (snapshot install clears and refills it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot_log_engine() {
+    catch_up_by_snapshot(&["--experimental-state-engine", "log"]).await;
+}
+
+async fn catch_up_by_snapshot(engine: &[&str]) {
+    let mut args = vec![
+        "--snapshot-count",
+        "100",
+        "--experimental-snapshot-catchup-entries",
+        "10",
+    ];
+    args.extend_from_slice(engine);
+    let mut c = start(3, &args);
     let leader = wait_leader(&mut c, T).await.expect("leader");
     let lagging = (leader + 1) % 3;
     let eps: Vec<String> = c.iter().map(|m| m.endpoint()).collect();

@@ -32,4 +32,4 @@ pub use log_store::{segment_path, LogReader, LogStore, LogStoreOptions};
 mod tests;
 
 pub use app::{Command, NodeId, Raft, Reply, TypeConfig};
-pub use node::{NodeConfig, NodeError, NodeStatus, RaftNode};
+pub use node::{NodeConfig, NodeError, NodeStatus, RaftNode, StateEngine};

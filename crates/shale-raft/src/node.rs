@@ -30,6 +30,32 @@ use crate::read_barrier::ReadBarriers;
 use crate::state_machine::StateMachineStore;
 use crate::{LogStore, LogStoreOptions};
 
+/// Which engine holds the state machine (`--experimental-state-engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateEngine {
+    /// sled, in `<member>/state`.
+    #[default]
+    Sled,
+    /// [`shale_storage::LogEngine`], in `<member>/state.log`.
+    Log,
+}
+
+impl StateEngine {
+    fn dir_name(self) -> &'static str {
+        match self {
+            StateEngine::Sled => "state",
+            StateEngine::Log => "state.log",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            StateEngine::Sled => "sled",
+            StateEngine::Log => "log",
+        }
+    }
+}
+
 /// Configuration of one member's Raft group.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -54,8 +80,10 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// Entries kept in the log behind a snapshot for slow followers.
     pub catch_up_entries: u64,
-    /// Page cache of the state store, bytes.
+    /// Page cache of the state store, bytes (sled).
     pub state_cache_bytes: u64,
+    /// The state store's engine.
+    pub state_engine: StateEngine,
     /// How long a proposal may wait for its answer before `request timed out`.
     pub request_timeout: Duration,
     pub machine: MachineConfig,
@@ -170,13 +198,34 @@ impl RaftNode {
                 source,
             },
         )?;
-        let state_dir = cfg.dir.join("state");
-        let engine: Arc<dyn Engine> = Arc::new(
-            SledEngine::open(&state_dir, cfg.state_cache_bytes).map_err(|e| NodeError::State {
-                path: state_dir.clone(),
-                reason: e.to_string(),
-            })?,
-        );
+        let state_dir = cfg.dir.join(cfg.state_engine.dir_name());
+        for other in [StateEngine::Sled, StateEngine::Log] {
+            let dir = cfg.dir.join(other.dir_name());
+            if other != cfg.state_engine && dir.exists() {
+                return Err(NodeError::State {
+                    path: dir,
+                    reason: format!(
+                        "this member's state was written by the {} engine; start it with \
+                         --experimental-state-engine={}",
+                        other.flag(),
+                        other.flag()
+                    ),
+                });
+            }
+        }
+        let state_err = |e: shale_storage::Error| NodeError::State {
+            path: state_dir.clone(),
+            reason: e.to_string(),
+        };
+        let engine: Arc<dyn Engine> = match cfg.state_engine {
+            StateEngine::Sled => {
+                Arc::new(SledEngine::open(&state_dir, cfg.state_cache_bytes).map_err(state_err)?)
+            }
+            StateEngine::Log => Arc::new(
+                shale_storage::LogEngine::open(&state_dir, Default::default())
+                    .map_err(state_err)?,
+            ),
+        };
         let machine =
             Arc::new(
                 Machine::open(engine, cfg.machine.clone()).map_err(|e| NodeError::State {

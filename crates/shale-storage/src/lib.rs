@@ -15,17 +15,20 @@
 //! machine resumes from its applied index and the log re-applies what is missing. An engine
 //! must therefore only guarantee *atomicity and prefix order* of batches, which sled does.
 //!
-//! Two engines implement [`Engine`]: [`SledEngine`] for production and [`MemoryEngine`], an
-//! in-memory twin used by tests and by the conformance suite ([`conformance`]) that every
-//! engine must pass.
+//! Three engines implement [`Engine`]: [`SledEngine`] for production, [`LogEngine`] (a
+//! log-structured store: batches appended to data files, keys and value locations in memory;
+//! see its module for why) and [`MemoryEngine`], an in-memory twin used by tests. All pass the
+//! conformance suite ([`conformance`]).
 
 pub mod conformance;
 mod engine;
+mod log_engine;
 mod memory;
 mod sled_engine;
 
 pub use engine::{
     prefix_end as engine_prefix_end, Engine, Error, KvPair, Result, ScanIter, WriteBatch, WriteOp,
 };
+pub use log_engine::{LogEngine, LogEngineConfig};
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;
