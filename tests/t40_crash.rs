@@ -1,6 +1,6 @@
 //! kill -9 during concurrent writes: after a restart every acknowledged write is present
 //! with its value, and the revision counter continues from where it was. Each test runs with
-//! both state engines (`--experimental-state-engine sled|log`).
+//! both state engines: the default (log) and `--experimental-state-engine sled`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ fn total_acks(a: &Arc<Mutex<HashMap<String, (String, i64)>>>) -> i64 {
 }
 
 const LOG_ENGINE: &[&str] = &["--experimental-state-engine", "log"];
+const SLED_ENGINE: &[&str] = &["--experimental-state-engine", "sled"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
@@ -29,8 +30,8 @@ async fn acknowledged_writes_survive_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_kill_9_log_engine() {
-    writes_survive_kill_9(LOG_ENGINE).await;
+async fn acknowledged_writes_survive_kill_9_sled_engine() {
+    writes_survive_kill_9(SLED_ENGINE).await;
 }
 
 async fn writes_survive_kill_9(args: &[&str]) {
@@ -144,8 +145,8 @@ async fn snapshots_purge_the_log_and_restart_from_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshots_purge_the_log_and_restart_from_them_log_engine() {
-    snapshot_restart(LOG_ENGINE).await;
+async fn snapshots_purge_the_log_and_restart_from_them_sled_engine() {
+    snapshot_restart(SLED_ENGINE).await;
 }
 
 async fn snapshot_restart(engine: &[&str]) {
@@ -198,7 +199,8 @@ async fn snapshot_restart(engine: &[&str]) {
     );
 }
 
-/// A data dir written by one state engine is refused by the other, with the flag to use.
+/// A data dir written by one state engine is refused by the other, with the flag to use
+/// (without the flag a member opens the engine its data dir has).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_keeps_its_state_engine() {
     let bin = shale_bin().expect("shale binary");
@@ -229,6 +231,7 @@ async fn a_data_dir_keeps_its_state_engine() {
             &format!("{}=http://127.0.0.1:{p}", server.name()),
         ])
         .args(["--name", server.name()])
+        .args(["--experimental-state-engine", "sled"])
         .output()
         .expect("run shale");
     assert!(!out.status.success(), "sled opened a log-engine data dir");

@@ -15,10 +15,11 @@ async fn lagging_follower_catches_up_by_snapshot() {
     catch_up_by_snapshot(&[]).await;
 }
 
-/// The same with the log-structured state engine (snapshot install clears and refills it).
+/// The same with sled as the state engine (the default is the log engine; snapshot install
+/// clears and refills either).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_follower_catches_up_by_snapshot_log_engine() {
-    catch_up_by_snapshot(&["--experimental-state-engine", "log"]).await;
+async fn lagging_follower_catches_up_by_snapshot_sled_engine() {
+    catch_up_by_snapshot(&["--experimental-state-engine", "sled"]).await;
 }
 
 async fn catch_up_by_snapshot(engine: &[&str]) {

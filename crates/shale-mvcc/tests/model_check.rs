@@ -22,7 +22,7 @@ use shale_api::validate;
 use shale_mvcc::hash::hash_kv;
 use shale_mvcc::kv;
 use shale_mvcc::{ApplyBatch, Error, KeyRange, MvccStore};
-use shale_storage::{Engine, MemoryEngine, SledEngine};
+use shale_storage::{Engine, LogEngine, LogEngineConfig, MemoryEngine, SledEngine};
 use shale_testkit::model::Model;
 
 const KEYS: &[&str] = &[
@@ -110,6 +110,8 @@ struct Subject {
     /// The lessor's view (outside the MVCC layer): which leases exist.
     leases: BTreeSet<i64>,
     _dir: Option<tempfile::TempDir>,
+    /// Opens the engine again from disk (a real restart), for engines that can.
+    open_engine: Option<Box<dyn Fn() -> Arc<dyn Engine>>>,
 }
 
 impl Subject {
@@ -122,6 +124,32 @@ impl Subject {
             store: Some(store),
             leases: BTreeSet::new(),
             _dir: None,
+            open_engine: None,
+        }
+    }
+
+    /// The log-structured engine with tiny data files, so files roll and garbage collection
+    /// runs (on its own thread) all through the run; `reopen` replays the files.
+    fn log() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let open = move || -> Arc<dyn Engine> {
+            let cfg = LogEngineConfig {
+                file_bytes: 64 << 10,
+                gc_min_garbage_bytes: 1,
+                ..Default::default()
+            };
+            Arc::new(LogEngine::open(&path, cfg).expect("log engine"))
+        };
+        let engine = open();
+        let store = MvccStore::open(engine.clone()).expect("open");
+        Self {
+            name: "log",
+            engine,
+            store: Some(store),
+            leases: BTreeSet::new(),
+            _dir: Some(dir),
+            open_engine: Some(Box::new(open)),
         }
     }
 
@@ -136,6 +164,7 @@ impl Subject {
             store: Some(store),
             leases: BTreeSet::new(),
             _dir: Some(dir),
+            open_engine: None,
         }
     }
 
@@ -145,6 +174,11 @@ impl Subject {
 
     fn reopen(&mut self) {
         drop(self.store.take());
+        if let Some(open) = &self.open_engine {
+            // Close the old engine before replaying its files.
+            self.engine = Arc::new(MemoryEngine::new());
+            self.engine = open();
+        }
         self.store = Some(MvccStore::open(self.engine.clone()).expect("reopen"));
     }
 
@@ -619,7 +653,7 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
         rng: StdRng::seed_from_u64(seed),
     };
     let mut m = Model::new();
-    let mut subjects = vec![Subject::memory(), Subject::sled()];
+    let mut subjects = vec![Subject::memory(), Subject::sled(), Subject::log()];
     let mut st = Stats::default();
     // Leases 1..=3 exist at the start, 4 and 5 do not (until granted).
     for id in [1, 2, 3] {

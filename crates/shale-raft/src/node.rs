@@ -11,7 +11,7 @@
 //! has applied the answer's index, so a client sees the same results on any member.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,16 +31,38 @@ use crate::state_machine::StateMachineStore;
 use crate::{LogStore, LogStoreOptions};
 
 /// Which engine holds the state machine (`--experimental-state-engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateEngine {
     /// sled, in `<member>/state`.
-    #[default]
     Sled,
     /// [`shale_storage::LogEngine`], in `<member>/state.log`.
     Log,
 }
 
 impl StateEngine {
+    /// The engine of a member created without `--experimental-state-engine`.
+    pub const FOR_NEW_MEMBERS: StateEngine = StateEngine::Log;
+
+    /// The engine to open in `member_dir`: `asked` if given (refused if the member's state was
+    /// written by the other engine), else the one the member already has, else
+    /// [`FOR_NEW_MEMBERS`](Self::FOR_NEW_MEMBERS).
+    pub fn resolve(asked: Option<StateEngine>, member_dir: &Path) -> Result<StateEngine, String> {
+        let have = [StateEngine::Sled, StateEngine::Log]
+            .into_iter()
+            .find(|e| member_dir.join(e.dir_name()).exists());
+        match (asked, have) {
+            (Some(a), Some(h)) if a != h => Err(format!(
+                "this member's state was written by the {} engine; start it with \
+                 --experimental-state-engine={} (or without the flag)",
+                h.flag(),
+                h.flag()
+            )),
+            (Some(a), _) => Ok(a),
+            (None, Some(h)) => Ok(h),
+            (None, None) => Ok(Self::FOR_NEW_MEMBERS),
+        }
+    }
+
     fn dir_name(self) -> &'static str {
         match self {
             StateEngine::Sled => "state",
@@ -82,8 +104,8 @@ pub struct NodeConfig {
     pub catch_up_entries: u64,
     /// Page cache of the state store, bytes (sled).
     pub state_cache_bytes: u64,
-    /// The state store's engine.
-    pub state_engine: StateEngine,
+    /// The state store's engine (`None`: the member's own, or the default for a new one).
+    pub state_engine: Option<StateEngine>,
     /// How long a proposal may wait for its answer before `request timed out`.
     pub request_timeout: Duration,
     pub machine: MachineConfig,
@@ -198,26 +220,18 @@ impl RaftNode {
                 source,
             },
         )?;
-        let state_dir = cfg.dir.join(cfg.state_engine.dir_name());
-        for other in [StateEngine::Sled, StateEngine::Log] {
-            let dir = cfg.dir.join(other.dir_name());
-            if other != cfg.state_engine && dir.exists() {
-                return Err(NodeError::State {
-                    path: dir,
-                    reason: format!(
-                        "this member's state was written by the {} engine; start it with \
-                         --experimental-state-engine={}",
-                        other.flag(),
-                        other.flag()
-                    ),
-                });
+        let kind = StateEngine::resolve(cfg.state_engine, &cfg.dir).map_err(|reason| {
+            NodeError::State {
+                path: cfg.dir.clone(),
+                reason,
             }
-        }
+        })?;
+        let state_dir = cfg.dir.join(kind.dir_name());
         let state_err = |e: shale_storage::Error| NodeError::State {
             path: state_dir.clone(),
             reason: e.to_string(),
         };
-        let engine: Arc<dyn Engine> = match cfg.state_engine {
+        let engine: Arc<dyn Engine> = match kind {
             StateEngine::Sled => {
                 Arc::new(SledEngine::open(&state_dir, cfg.state_cache_bytes).map_err(state_err)?)
             }
@@ -425,5 +439,30 @@ impl RaftNode {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod engine_choice_tests {
+    use super::StateEngine::{self, Log, Sled};
+
+    #[test]
+    fn a_member_keeps_its_engine_and_new_ones_get_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        assert_eq!(
+            StateEngine::resolve(None, d),
+            Ok(StateEngine::FOR_NEW_MEMBERS)
+        );
+        assert_eq!(StateEngine::resolve(Some(Log), d), Ok(Log));
+        std::fs::create_dir(d.join("state.log")).expect("mkdir");
+        assert_eq!(StateEngine::resolve(None, d), Ok(Log));
+        assert_eq!(StateEngine::resolve(Some(Log), d), Ok(Log));
+        let err = StateEngine::resolve(Some(Sled), d).expect_err("refused");
+        assert!(err.contains("--experimental-state-engine=log"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("state")).expect("mkdir");
+        assert_eq!(StateEngine::resolve(None, dir.path()), Ok(Sled));
+        assert!(StateEngine::resolve(Some(Log), dir.path()).is_err());
     }
 }

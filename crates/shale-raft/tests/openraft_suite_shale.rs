@@ -1,5 +1,6 @@
 //! openraft's storage test suite against the production pair: the durable [`LogStore`] and
-//! Shale's state machine ([`StateMachineStore`] over `shale_machine::Machine` on sled).
+//! Shale's state machine ([`StateMachineStore`] over `shale_machine::Machine`), once with each
+//! state engine (sled and the log-structured `LogEngine`).
 
 use std::sync::Arc;
 
@@ -8,9 +9,10 @@ use openraft::{StorageError, StorageIOError};
 use shale_machine::{Machine, MachineConfig};
 use shale_raft::state_machine::StateMachineStore;
 use shale_raft::{LogStore, LogStoreOptions, TypeConfig};
-use shale_storage::{Engine, SledEngine};
+use shale_storage::{Engine, LogEngine, SledEngine};
 
-struct Builder;
+/// Builds the stores with the log-structured state engine (`true`) or sled.
+struct Builder(bool);
 
 impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachineStore, tempfile::TempDir>
     for Builder
@@ -22,10 +24,17 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachineStore, tempfile:
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let log = LogStore::open(&dir.path().join("raft"), LogStoreOptions::default())
             .map_err(|e| StorageIOError::write(&e))?;
-        let engine: Arc<dyn Engine> = Arc::new(
-            SledEngine::open(&dir.path().join("state"), 8 << 20)
-                .map_err(|e| StorageIOError::write(&e))?,
-        );
+        let engine: Arc<dyn Engine> = if self.0 {
+            Arc::new(
+                LogEngine::open(&dir.path().join("state.log"), Default::default())
+                    .map_err(|e| StorageIOError::write(&e))?,
+            )
+        } else {
+            Arc::new(
+                SledEngine::open(&dir.path().join("state"), 8 << 20)
+                    .map_err(|e| StorageIOError::write(&e))?,
+            )
+        };
         let machine = Arc::new(
             Machine::open(engine, MachineConfig::default())
                 .map_err(|e| StorageIOError::write(&e))?,
@@ -37,5 +46,10 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachineStore, tempfile:
 
 #[test]
 fn openraft_storage_suite_against_shale_stores() {
-    Suite::test_all(Builder).expect("openraft storage suite");
+    Suite::test_all(Builder(false)).expect("openraft storage suite");
+}
+
+#[test]
+fn openraft_storage_suite_against_shale_stores_log_engine() {
+    Suite::test_all(Builder(true)).expect("openraft storage suite");
 }

@@ -143,15 +143,15 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub snapshot_catchup_entries: u64,
-    /// The state machine's storage engine: `sled` (default) or `log` (log-structured: batches
-    /// appended to data files, keys and value locations in memory). Fixed for a data dir.
+    /// The state machine's storage engine: `sled` or `log` (log-structured: batches appended
+    /// to data files, keys and value locations in memory). Fixed for a data dir; unset = the
+    /// data dir's own engine, or the default for a new member.
     #[arg(
         long = "experimental-state-engine",
         env = "ETCD_EXPERIMENTAL_STATE_ENGINE",
-        default_value = "sled",
         value_parser = ["sled", "log"]
     )]
-    pub state_engine: String,
+    pub state_engine: Option<String>,
     /// Path to the client server TLS cert file.
     #[arg(long = "cert-file", env = "ETCD_CERT_FILE")]
     pub cert_file: Option<PathBuf>,

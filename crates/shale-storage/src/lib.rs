@@ -15,10 +15,11 @@
 //! machine resumes from its applied index and the log re-applies what is missing. An engine
 //! must therefore only guarantee *atomicity and prefix order* of batches, which sled does.
 //!
-//! Three engines implement [`Engine`]: [`SledEngine`] for production, [`LogEngine`] (a
+//! Three engines implement [`Engine`]: [`LogEngine`], the default for new members (a
 //! log-structured store: batches appended to data files, keys and value locations in memory;
-//! see its module for why) and [`MemoryEngine`], an in-memory twin used by tests. All pass the
-//! conformance suite ([`conformance`]).
+//! see its module for why), [`SledEngine`] (`--experimental-state-engine=sled`, and members
+//! created before the log engine) and [`MemoryEngine`], an in-memory twin used by tests. All
+//! pass the conformance suite ([`conformance`]).
 
 pub mod conformance;
 mod engine;

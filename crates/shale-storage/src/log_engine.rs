@@ -164,6 +164,10 @@ struct Shared {
     writer: Mutex<Active>,
     /// Set while a background collection thread runs.
     gc_running: AtomicBool,
+    /// The engine is being dropped: a running collection stops at its next chunk.
+    closing: AtomicBool,
+    /// The background collection thread, joined on drop so that no write outlives the engine.
+    gc_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// One collection at a time.
     gc_lock: Mutex<()>,
 }
@@ -225,6 +229,8 @@ impl LogEngine {
                 index: RwLock::new(index),
                 writer: Mutex::new(active),
                 gc_running: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
+                gc_thread: Mutex::new(None),
                 gc_lock: Mutex::new(()),
             }),
         })
@@ -489,6 +495,10 @@ impl Shared {
             .collect();
         let mut i = 0;
         while i < keys.len() {
+            if self.closing.load(Ordering::Acquire) {
+                // The old file stays: every copy made so far is a redundant later version.
+                return Ok(false);
+            }
             let mut active = self.writer.lock();
             let mut batch = Vec::new();
             let mut bytes = 0;
@@ -553,7 +563,7 @@ impl Engine for LogEngine {
         }
         if self.shared.needs_gc() && !self.shared.gc_running.swap(true, Ordering::AcqRel) {
             let shared = self.shared.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("state-gc".into())
                 .spawn(move || {
                     // A failed collection leaves the old file in place: nothing is lost, and
@@ -562,6 +572,10 @@ impl Engine for LogEngine {
                     shared.gc_running.store(false, Ordering::Release);
                 })
                 .map_err(|e| Error::Engine(format!("cannot start the GC thread: {e}")))?;
+            // The previous thread (if any) has finished: `gc_running` was clear.
+            if let Some(old) = self.shared.gc_thread.lock().replace(handle) {
+                let _ = old.join();
+            }
         }
         Ok(())
     }
@@ -590,6 +604,15 @@ impl Engine for LogEngine {
         File::open(&self.shared.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io(&self.shared.dir, e))
+    }
+}
+
+impl Drop for LogEngine {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        if let Some(t) = self.shared.gc_thread.lock().take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! [`SledEngine`]: the production state store, one sled tree.
+//! [`SledEngine`]: the state store on one sled tree (`--experimental-state-engine=sled`).
 //!
 //! sled 0.34's `apply_batch` is atomic, which is all the state machine needs. sled's `flush`
 //! uses `sync_file_range` on Linux and is not a power-loss-safe fsync; Shale does not rely on
