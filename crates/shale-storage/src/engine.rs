@@ -116,3 +116,67 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     }
     None
 }
+
+/// Borrows an owned bound (scans keep their position as owned bounds between chunks).
+fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Pairs fetched per step of a [`chunked_scan`].
+const CHUNK: usize = 256;
+
+/// A scan that asks `fetch(start, end, limit)` for up to 256 pairs at a time and resumes
+/// after the last key it got, so an engine holds its lock for one chunk, never while the
+/// caller consumes. An error ends the scan.
+pub(crate) fn chunked_scan<'a, F>(start: Bound<&[u8]>, end: Bound<&[u8]>, fetch: F) -> ScanIter<'a>
+where
+    F: FnMut(Bound<&[u8]>, Bound<&[u8]>, usize) -> Result<Vec<KvPair>> + Send + 'a,
+{
+    Box::new(ChunkedScan {
+        fetch,
+        next: start.map(|s| s.to_vec()),
+        end: end.map(|e| e.to_vec()),
+        buf: Vec::new().into_iter(),
+        done: false,
+    })
+}
+
+struct ChunkedScan<F> {
+    fetch: F,
+    next: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    buf: std::vec::IntoIter<KvPair>,
+    done: bool,
+}
+
+impl<F> Iterator for ChunkedScan<F>
+where
+    F: FnMut(Bound<&[u8]>, Bound<&[u8]>, usize) -> Result<Vec<KvPair>>,
+{
+    type Item = Result<KvPair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(kv) = self.buf.next() {
+            return Some(Ok(kv));
+        }
+        if self.done {
+            return None;
+        }
+        match (self.fetch)(bound_ref(&self.next), bound_ref(&self.end), CHUNK) {
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Ok(chunk) => {
+                let last = chunk.last()?.0.clone();
+                self.next = Bound::Excluded(last);
+                self.buf = chunk.into_iter();
+                self.buf.next().map(Ok)
+            }
+        }
+    }
+}

@@ -35,7 +35,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,14 +43,12 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::engine::{Engine, Error, KvPair, Result, ScanIter, WriteBatch, WriteOp};
+use crate::engine::{chunked_scan, Engine, Error, Result, ScanIter, WriteBatch, WriteOp};
 
-const MAGIC: u32 = 0x5348_4c46; // "SHLF"
-const HEADER: u64 = 12;
-const OP_PUT: u8 = 1;
-const OP_DELETE: u8 = 2;
-/// Largest frame accepted on open (a corrupt length must not allocate gigabytes).
-const MAX_FRAME: u32 = 1 << 30;
+mod frame;
+mod gc;
+
+use frame::{encode_op, replay, HEADER, MAGIC, MAX_FRAME};
 
 /// Tuning of a [`LogEngine`].
 #[derive(Debug, Clone)]
@@ -271,109 +268,6 @@ fn new_file(dir: &Path, seq: u32, index: &mut Index) -> Result<Active> {
     Ok(Active { seq, file, size: 0 })
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// Replays one data file into `index`; cuts a torn tail off the last file.
-fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Result<()> {
-    let path = dir.join(file_name(seq));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io(&path, e))?;
-    let mut data = Vec::new();
-    (&file).read_to_end(&mut data).map_err(|e| io(&path, e))?;
-    index.files.insert(
-        seq,
-        DataFile {
-            file: Arc::new(file),
-            size: 0,
-            live: 0,
-        },
-    );
-    let mut pos = 0usize;
-    let valid_end = loop {
-        if pos == data.len() {
-            break pos;
-        }
-        match parse_frame(&data[pos..], seq, pos as u64) {
-            Ok((ops, len)) => {
-                for op in ops {
-                    index.apply(op);
-                }
-                pos += len;
-            }
-            // A crash in the middle of a write: cut the torn frame off.
-            Err(_) if last => break pos,
-            Err(what) => return Err(corrupt(&path, pos as u64, what)),
-        }
-    };
-    let f = index.files.get_mut(&seq).expect("just inserted");
-    if valid_end < data.len() {
-        f.file
-            .set_len(valid_end as u64)
-            .and_then(|_| f.file.sync_all())
-            .map_err(|e| io(&path, e))?;
-    }
-    f.size = valid_end as u64;
-    Ok(())
-}
-
-/// Parses the frame at the start of `b` (at file offset `base`): its ops and total length.
-fn parse_frame(
-    b: &[u8],
-    file: u32,
-    base: u64,
-) -> std::result::Result<(Vec<Op>, usize), &'static str> {
-    if b.len() < HEADER as usize {
-        return Err("torn frame header");
-    }
-    if be32(&b[0..4]) != MAGIC {
-        return Err("bad frame magic");
-    }
-    let len = be32(&b[4..8]);
-    if len > MAX_FRAME || b.len() < HEADER as usize + len as usize {
-        return Err("torn frame");
-    }
-    let payload = &b[HEADER as usize..HEADER as usize + len as usize];
-    if crc32fast::hash(payload) != be32(&b[8..12]) {
-        return Err("frame checksum mismatch");
-    }
-    let mut ops = Vec::new();
-    let mut p = 0usize;
-    while p < payload.len() {
-        let rest = &payload[p..];
-        match rest[0] {
-            OP_PUT if rest.len() >= 9 => {
-                let (kl, vl) = (be32(&rest[1..5]) as usize, be32(&rest[5..9]) as usize);
-                if rest.len() < 9 + kl + vl {
-                    return Err("truncated put");
-                }
-                let key = rest[9..9 + kl].to_vec();
-                let loc = Loc {
-                    file,
-                    offset: base + HEADER + (p + 9 + kl) as u64,
-                    len: vl as u32,
-                };
-                ops.push(Op::Put(key, loc));
-                p += 9 + kl + vl;
-            }
-            OP_DELETE if rest.len() >= 5 => {
-                let kl = be32(&rest[1..5]) as usize;
-                if rest.len() < 5 + kl {
-                    return Err("truncated delete");
-                }
-                ops.push(Op::Delete(rest[5..5 + kl].to_vec()));
-                p += 5 + kl;
-            }
-            _ => return Err("bad op"),
-        }
-    }
-    Ok((ops, HEADER as usize + len as usize))
-}
-
 impl Shared {
     /// Appends `batch` as one frame and applies it to the index. Writer lock held by caller.
     fn append(&self, active: &mut Active, batch: Vec<WriteOp>) -> Result<()> {
@@ -384,30 +278,10 @@ impl Shared {
             self.roll(active)?;
         }
         let mut buf = vec![0u8; HEADER as usize];
-        let mut ops = Vec::with_capacity(batch.len());
-        for op in batch {
-            match op {
-                WriteOp::Put(k, v) => {
-                    buf.push(OP_PUT);
-                    buf.extend_from_slice(&(k.len() as u32).to_be_bytes());
-                    buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                    buf.extend_from_slice(&k);
-                    let loc = Loc {
-                        file: active.seq,
-                        offset: active.size + buf.len() as u64,
-                        len: v.len() as u32,
-                    };
-                    buf.extend_from_slice(&v);
-                    ops.push(Op::Put(k, loc));
-                }
-                WriteOp::Delete(k) => {
-                    buf.push(OP_DELETE);
-                    buf.extend_from_slice(&(k.len() as u32).to_be_bytes());
-                    buf.extend_from_slice(&k);
-                    ops.push(Op::Delete(k));
-                }
-            }
-        }
+        let ops: Vec<Op> = batch
+            .into_iter()
+            .map(|op| encode_op(&mut buf, op, active.seq, active.size))
+            .collect();
         let len = buf.len() - HEADER as usize;
         if len as u64 > MAX_FRAME as u64 {
             return Err(Error::Engine(format!(
@@ -456,85 +330,6 @@ impl Shared {
         let file = index.files.get(&loc.file)?.file.clone();
         Some((loc, file))
     }
-
-    fn needs_gc(&self) -> bool {
-        let index = self.index.read();
-        if index.files.len() < 2 {
-            return false;
-        }
-        let (size, live) = index.total();
-        let garbage = size.saturating_sub(live);
-        garbage >= self.cfg.gc_min_garbage_bytes
-            && garbage as f64 > self.cfg.gc_garbage_ratio * size as f64
-    }
-
-    /// Rewrites the oldest data file's live values into the active file, then deletes it.
-    fn collect(&self) -> Result<bool> {
-        let _one = self.gc_lock.lock();
-        if !self.needs_gc() {
-            return Ok(false);
-        }
-        let oldest = match self.index.read().files.keys().next() {
-            Some(&s) => s,
-            None => return Ok(false),
-        };
-        // Never collect the active file: roll first if it is the oldest.
-        {
-            let mut active = self.writer.lock();
-            if active.seq == oldest {
-                self.roll(&mut active)?;
-            }
-        }
-        let keys: Vec<Vec<u8>> = self
-            .index
-            .read()
-            .keys
-            .iter()
-            .filter(|(_, l)| l.file == oldest)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut i = 0;
-        while i < keys.len() {
-            if self.closing.load(Ordering::Acquire) {
-                // The old file stays: every copy made so far is a redundant later version.
-                return Ok(false);
-            }
-            let mut active = self.writer.lock();
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while i < keys.len() && bytes < self.cfg.gc_chunk_bytes {
-                // Still the live value? (a newer write may have replaced or deleted it.)
-                if let Some((loc, file)) = self.lookup(&keys[i]) {
-                    if loc.file == oldest {
-                        let v = self.read(loc, &file)?;
-                        bytes += keys[i].len() + v.len();
-                        batch.push(WriteOp::Put(keys[i].clone(), v));
-                    }
-                }
-                i += 1;
-            }
-            self.append(&mut active, batch)?;
-        }
-        let active = self.writer.lock();
-        let path = self.dir.join(file_name(active.seq));
-        active.file.sync_data().map_err(|e| io(&path, e))?;
-        let mut index = self.index.write();
-        if index.keys.values().any(|l| l.file == oldest) {
-            // Cannot happen with the writer lock held; keep the file rather than lose data.
-            return Err(Error::Engine(format!(
-                "garbage collection left live values in {}",
-                file_name(oldest)
-            )));
-        }
-        index.files.remove(&oldest);
-        drop(index);
-        let old = self.dir.join(file_name(oldest));
-        std::fs::remove_file(&old).map_err(|e| io(&old, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(&self.dir, e))?;
-        Ok(true)
-    }
 }
 
 impl Engine for LogEngine {
@@ -547,11 +342,24 @@ impl Engine for LogEngine {
     }
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> ScanIter<'_> {
-        Box::new(Scan {
-            shared: &self.shared,
-            next: start.map(|s| s.to_vec()),
-            end: end.map(|e| e.to_vec()),
-            buf: Vec::new().into_iter(),
+        let shared = &*self.shared;
+        chunked_scan(start, end, move |from, to, limit| {
+            // Locations under the lock, values read after it.
+            let chunk: Vec<(Vec<u8>, Loc, Arc<File>)> = {
+                let index = shared.index.read();
+                index
+                    .keys
+                    .range::<[u8], _>((from, to))
+                    .take(limit)
+                    .filter_map(|(k, l)| {
+                        Some((k.clone(), *l, index.files.get(&l.file)?.file.clone()))
+                    })
+                    .collect()
+            };
+            chunk
+                .into_iter()
+                .map(|(k, loc, file)| Ok((k, shared.read(loc, &file)?)))
+                .collect()
         })
     }
 
@@ -616,57 +424,10 @@ impl Drop for LogEngine {
     }
 }
 
-struct Scan<'a> {
-    shared: &'a Shared,
-    next: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
-    buf: std::vec::IntoIter<KvPair>,
-}
-
-const CHUNK: usize = 256;
-
-fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-impl Iterator for Scan<'_> {
-    type Item = Result<KvPair>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(kv) = self.buf.next() {
-            return Some(Ok(kv));
-        }
-        // Locations of the next chunk under the lock, values read after it.
-        let chunk: Vec<(Vec<u8>, Loc, Arc<File>)> = {
-            let index = self.shared.index.read();
-            index
-                .keys
-                .range::<[u8], _>((as_ref(&self.next), as_ref(&self.end)))
-                .take(CHUNK)
-                .filter_map(|(k, l)| Some((k.clone(), *l, index.files.get(&l.file)?.file.clone())))
-                .collect()
-        };
-        let last = chunk.last()?.0.clone();
-        self.next = Bound::Excluded(last);
-        let mut out = Vec::with_capacity(chunk.len());
-        for (k, loc, file) in chunk {
-            match self.shared.read(loc, &file) {
-                Ok(v) => out.push((k, v)),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        self.buf = out.into_iter();
-        self.buf.next().map(Ok)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::KvPair;
 
     fn small() -> LogEngineConfig {
         LogEngineConfig {

@@ -1,0 +1,146 @@
+//! The data-file frame format of the [`LogEngine`](super::LogEngine) (see the parent module's
+//! layout) and the replay of a file into the index on open.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{corrupt, file_name, io, DataFile, Index, Loc, Op};
+use crate::engine::{Result, WriteOp};
+
+pub(super) const MAGIC: u32 = 0x5348_4c46; // "SHLF"
+pub(super) const HEADER: u64 = 12;
+pub(super) const OP_PUT: u8 = 1;
+pub(super) const OP_DELETE: u8 = 2;
+/// Largest frame accepted on open (a corrupt length must not allocate gigabytes).
+pub(super) const MAX_FRAME: u32 = 1 << 30;
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Replays one data file into `index`; cuts a torn tail off the last file.
+pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Result<()> {
+    let path = dir.join(file_name(seq));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, e))?;
+    let mut data = Vec::new();
+    (&file).read_to_end(&mut data).map_err(|e| io(&path, e))?;
+    index.files.insert(
+        seq,
+        DataFile {
+            file: Arc::new(file),
+            size: 0,
+            live: 0,
+        },
+    );
+    let mut pos = 0usize;
+    let valid_end = loop {
+        if pos == data.len() {
+            break pos;
+        }
+        match parse_frame(&data[pos..], seq, pos as u64) {
+            Ok((ops, len)) => {
+                for op in ops {
+                    index.apply(op);
+                }
+                pos += len;
+            }
+            // A crash in the middle of a write: cut the torn frame off.
+            Err(_) if last => break pos,
+            Err(what) => return Err(corrupt(&path, pos as u64, what)),
+        }
+    };
+    let f = index.files.get_mut(&seq).expect("just inserted");
+    if valid_end < data.len() {
+        f.file
+            .set_len(valid_end as u64)
+            .and_then(|_| f.file.sync_all())
+            .map_err(|e| io(&path, e))?;
+    }
+    f.size = valid_end as u64;
+    Ok(())
+}
+
+/// Parses the frame at the start of `b` (at file offset `base`): its ops and total length.
+pub(super) fn parse_frame(
+    b: &[u8],
+    file: u32,
+    base: u64,
+) -> std::result::Result<(Vec<Op>, usize), &'static str> {
+    if b.len() < HEADER as usize {
+        return Err("torn frame header");
+    }
+    if be32(&b[0..4]) != MAGIC {
+        return Err("bad frame magic");
+    }
+    let len = be32(&b[4..8]);
+    if len > MAX_FRAME || b.len() < HEADER as usize + len as usize {
+        return Err("torn frame");
+    }
+    let payload = &b[HEADER as usize..HEADER as usize + len as usize];
+    if crc32fast::hash(payload) != be32(&b[8..12]) {
+        return Err("frame checksum mismatch");
+    }
+    let mut ops = Vec::new();
+    let mut p = 0usize;
+    while p < payload.len() {
+        let rest = &payload[p..];
+        match rest[0] {
+            OP_PUT if rest.len() >= 9 => {
+                let (kl, vl) = (be32(&rest[1..5]) as usize, be32(&rest[5..9]) as usize);
+                if rest.len() < 9 + kl + vl {
+                    return Err("truncated put");
+                }
+                let key = rest[9..9 + kl].to_vec();
+                let loc = Loc {
+                    file,
+                    offset: base + HEADER + (p + 9 + kl) as u64,
+                    len: vl as u32,
+                };
+                ops.push(Op::Put(key, loc));
+                p += 9 + kl + vl;
+            }
+            OP_DELETE if rest.len() >= 5 => {
+                let kl = be32(&rest[1..5]) as usize;
+                if rest.len() < 5 + kl {
+                    return Err("truncated delete");
+                }
+                ops.push(Op::Delete(rest[5..5 + kl].to_vec()));
+                p += 5 + kl;
+            }
+            _ => return Err("bad op"),
+        }
+    }
+    Ok((ops, HEADER as usize + len as usize))
+}
+
+/// Appends `op` to the frame being built in `buf` (header included, frame to start at file
+/// offset `base` of data file `file`); returns the index change it makes.
+pub(super) fn encode_op(buf: &mut Vec<u8>, op: WriteOp, file: u32, base: u64) -> Op {
+    match op {
+        WriteOp::Put(k, v) => {
+            buf.push(OP_PUT);
+            buf.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&k);
+            let loc = Loc {
+                file,
+                offset: base + buf.len() as u64,
+                len: v.len() as u32,
+            };
+            buf.extend_from_slice(&v);
+            Op::Put(k, loc)
+        }
+        WriteOp::Delete(k) => {
+            buf.push(OP_DELETE);
+            buf.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&k);
+            Op::Delete(k)
+        }
+    }
+}
