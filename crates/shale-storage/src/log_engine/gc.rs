@@ -9,6 +9,7 @@ use super::{file_name, io, Shared};
 use crate::engine::{Error, Result, WriteOp};
 
 impl Shared {
+    /// Whether the garbage in the data files is past both thresholds of the config.
     pub(super) fn needs_gc(&self) -> bool {
         let index = self.index.read();
         if index.files.len() < 2 {
@@ -70,16 +71,17 @@ impl Shared {
         let active = self.writer.lock();
         let path = self.dir.join(file_name(active.seq));
         active.file.sync_data().map_err(|e| io(&path, e))?;
-        let mut index = self.index.write();
-        if index.keys.values().any(|l| l.file == oldest) {
+        // The writer lock keeps the index still, so readers need not wait for this check.
+        if self.index.read().keys.values().any(|l| l.file == oldest) {
             // Cannot happen with the writer lock held; keep the file rather than lose data.
             return Err(Error::Engine(format!(
                 "garbage collection left live values in {}",
                 file_name(oldest)
             )));
         }
-        index.files.remove(&oldest);
-        drop(index);
+        self.index.write().files.remove(&oldest);
+        // Nothing refers to the old file any more: writes need not wait for its removal.
+        drop(active);
         let old = self.dir.join(file_name(oldest));
         std::fs::remove_file(&old).map_err(|e| io(&old, e))?;
         File::open(&self.dir)
