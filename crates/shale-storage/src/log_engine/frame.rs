@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{corrupt, file_name, io, DataFile, Index, Loc, Op};
-use crate::engine::{Result, WriteOp};
+use crate::engine::{Error, Result, WriteOp};
 
-pub(super) const MAGIC: u32 = 0x5348_4c46; // "SHLF"
+const MAGIC: u32 = 0x5348_4c46; // "SHLF"
 pub(super) const HEADER: u64 = 12;
-pub(super) const OP_PUT: u8 = 1;
-pub(super) const OP_DELETE: u8 = 2;
+const OP_PUT: u8 = 1;
+const OP_DELETE: u8 = 2;
 /// Largest frame accepted on open (a corrupt length must not allocate gigabytes).
-pub(super) const MAX_FRAME: u32 = 1 << 30;
+const MAX_FRAME: u32 = 1 << 30;
 
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -143,4 +143,25 @@ pub(super) fn encode_op(buf: &mut Vec<u8>, op: WriteOp, file: u32, base: u64) ->
             Op::Delete(k)
         }
     }
+}
+
+/// Bytes a put record of a `key_len`-byte key and `value_len`-byte value takes in a frame.
+pub(super) fn put_record_len(key_len: usize, value_len: u32) -> u64 {
+    9 + key_len as u64 + value_len as u64
+}
+
+/// Fills in the header of the frame built in `buf` (which starts with [`HEADER`] bytes
+/// reserved by the caller, then the ops of [`encode_op`]).
+pub(super) fn seal_frame(buf: &mut [u8]) -> Result<()> {
+    let len = buf.len() - HEADER as usize;
+    if len as u64 > MAX_FRAME as u64 {
+        return Err(Error::Engine(format!(
+            "a state batch of {len} bytes is larger than the {MAX_FRAME}-byte frame limit"
+        )));
+    }
+    let crc = crc32fast::hash(&buf[HEADER as usize..]);
+    buf[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+    buf[4..8].copy_from_slice(&(len as u32).to_be_bytes());
+    buf[8..12].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
