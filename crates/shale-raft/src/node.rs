@@ -78,6 +78,18 @@ impl StateEngine {
     }
 }
 
+impl std::str::FromStr for StateEngine {
+    type Err = String;
+
+    /// Parses a `--experimental-state-engine` value.
+    fn from_str(s: &str) -> Result<Self, String> {
+        [StateEngine::Sled, StateEngine::Log]
+            .into_iter()
+            .find(|e| e.flag() == s)
+            .ok_or_else(|| format!("unknown state engine {s:?} (expected sled or log)"))
+    }
+}
+
 /// Configuration of one member's Raft group.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -464,5 +476,13 @@ mod engine_choice_tests {
         std::fs::create_dir(dir.path().join("state")).expect("mkdir");
         assert_eq!(StateEngine::resolve(None, dir.path()), Ok(Sled));
         assert!(StateEngine::resolve(Some(Log), dir.path()).is_err());
+    }
+
+    #[test]
+    fn flag_values_parse() {
+        assert_eq!("sled".parse::<StateEngine>(), Ok(Sled));
+        assert_eq!("log".parse::<StateEngine>(), Ok(Log));
+        let err = "bolt".parse::<StateEngine>().expect_err("refused");
+        assert!(err.contains("expected sled or log"), "{err}");
     }
 }

@@ -149,9 +149,9 @@ pub struct Config {
     #[arg(
         long = "experimental-state-engine",
         env = "ETCD_EXPERIMENTAL_STATE_ENGINE",
-        value_parser = ["sled", "log"]
+        value_parser = |s: &str| s.parse::<shale_raft::StateEngine>()
     )]
-    pub state_engine: Option<String>,
+    pub state_engine: Option<shale_raft::StateEngine>,
     /// Path to the client server TLS cert file.
     #[arg(long = "cert-file", env = "ETCD_CERT_FILE")]
     pub cert_file: Option<PathBuf>,

@@ -320,10 +320,7 @@ impl Member {
             snapshot_count: cfg.snapshot_count,
             catch_up_entries: cfg.snapshot_catchup_entries,
             state_cache_bytes: 256 << 20,
-            state_engine: cfg.state_engine.as_deref().map(|e| match e {
-                "log" => shale_raft::StateEngine::Log,
-                _ => shale_raft::StateEngine::Sled,
-            }),
+            state_engine: cfg.state_engine,
             request_timeout: Duration::from_millis(5000 + 2 * cfg.election_timeout),
             machine: MachineConfig {
                 min_lease_ttl: ((3 * cfg.election_timeout).div_ceil(2)).div_ceil(1000) as i64,
