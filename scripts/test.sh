@@ -2,7 +2,7 @@
 # The project's full test run (what CI runs, what the README quotes):
 #   bash scripts/test.sh
 # installs the real-etcd peers, builds the release binaries (tests start target/<triple>/release/shale)
-# and runs the whole workspace's tests in release mode.
+# and runs the whole workspace's tests optimised (profile `test-opt`: release without LTO).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if ! command -v cargo >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
@@ -12,6 +12,6 @@ fi
 eval "$(bash scripts/install-test-deps.sh)"
 export SHALE_ETCD35_BIN SHALE_ETCDCTL35_BIN SHALE_ETCD34_BIN SHALE_ETCDCTL34_BIN
 cargo build --release --workspace --bins
-cargo test --workspace --release
+cargo test --workspace --profile test-opt
 # Crash-sensitive steps of the Raft log, with fail points compiled in (their own test binary).
-cargo test --release -p shale-raft --features failpoints --test failpoints
+cargo test --profile test-opt -p shale-raft --features failpoints --test failpoints

@@ -17,6 +17,12 @@ use shale_bench::scenario::{ScenarioArgs, ScenarioId};
 use shale_bench::scompare::{compare_scenario, run_target, ScenarioCompareOpts};
 use shale_bench::workload::{PutWorkload, RangeWorkload};
 
+/// The load generator shares the machine's cores with the servers it measures, so its own cost
+/// per request is kept low: mimalloc instead of glibc's malloc (about 10% fewer instructions
+/// per request, as for the `shale` binary). Both systems in a comparison get the same client.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "shale-bench",

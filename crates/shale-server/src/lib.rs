@@ -15,6 +15,7 @@ pub mod background;
 pub mod config;
 pub mod cork;
 pub mod ctx;
+pub mod front_door;
 pub mod h2_authority;
 pub mod http;
 pub mod metrics;

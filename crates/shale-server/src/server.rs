@@ -29,6 +29,7 @@ use tokio_stream::StreamExt;
 
 use crate::config::{split_list, Config};
 use crate::ctx::{Ctx, Identity, Limits};
+use crate::front_door::FrontDoor;
 use crate::svc_auth::AuthService;
 use crate::svc_cluster::ClusterService;
 use crate::svc_kv::KvService;
@@ -398,13 +399,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let max_recv = ctx.limits.max_request_bytes + GRPC_OVERHEAD;
+    let kv = KvServer::new(KvService { ctx: ctx.clone() })
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let mut routes = tonic::service::Routes::from(crate::http::router(ctx.clone()));
     routes = routes
-        .add_service(
-            KvServer::new(KvService { ctx: ctx.clone() })
-                .max_decoding_message_size(max_recv)
-                .max_encoding_message_size(usize::MAX),
-        )
+        .add_service(kv.clone())
         .add_service(
             WatchServer::new(WatchService { ctx: ctx.clone() })
                 .max_decoding_message_size(max_recv)
@@ -439,8 +439,7 @@ pub async fn serve(
         .accept_http1(true)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(FrontDoor::new(kv, routes), incoming, shutdown)
         .await?;
     Ok(())
 }
