@@ -145,6 +145,14 @@ pub(super) fn encode_op(buf: &mut Vec<u8>, op: WriteOp, file: u32, base: u64) ->
     }
 }
 
+/// Bytes `op` takes in a frame (what [`encode_op`] appends).
+pub(super) fn op_len(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Put(k, v) => 9 + k.len() + v.len(),
+        WriteOp::Delete(k) => 5 + k.len(),
+    }
+}
+
 /// Bytes a put record of a `key_len`-byte key and `value_len`-byte value takes in a frame.
 pub(super) fn put_record_len(key_len: usize, value_len: u32) -> u64 {
     9 + key_len as u64 + value_len as u64
@@ -164,4 +172,27 @@ pub(super) fn seal_frame(buf: &mut [u8]) -> Result<()> {
     buf[4..8].copy_from_slice(&(len as u32).to_be_bytes());
     buf[8..12].copy_from_slice(&crc.to_be_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `op_len` is exactly what `encode_op` appends (the append path sizes its buffer by it).
+    #[test]
+    fn op_len_matches_the_encoding() {
+        let ops = [
+            WriteOp::Put(b"k".to_vec(), vec![7u8; 1024]),
+            WriteOp::Put(Vec::new(), Vec::new()),
+            WriteOp::Delete(b"some/longer/key".to_vec()),
+            WriteOp::Delete(Vec::new()),
+        ];
+        let mut buf = vec![0u8; HEADER as usize];
+        for op in ops {
+            let before = buf.len();
+            let want = op_len(&op);
+            encode_op(&mut buf, op, 0, 0);
+            assert_eq!(buf.len() - before, want);
+        }
+    }
 }

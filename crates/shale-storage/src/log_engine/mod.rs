@@ -280,7 +280,11 @@ impl Shared {
         if active.size >= self.cfg.file_bytes {
             self.roll(active)?;
         }
-        let mut buf = vec![0u8; HEADER as usize];
+        // Sized once: growing it by doubling copied each batch several times (about 2.5% of
+        // a member's instructions per put).
+        let len = HEADER as usize + batch.iter().map(frame::op_len).sum::<usize>();
+        let mut buf = Vec::with_capacity(len);
+        buf.resize(HEADER as usize, 0);
         let ops: Vec<Op> = batch
             .into_iter()
             .map(|op| encode_op(&mut buf, op, active.seq, active.size))
