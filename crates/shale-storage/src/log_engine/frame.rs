@@ -148,7 +148,7 @@ pub(super) fn encode_op(buf: &mut Vec<u8>, op: WriteOp, file: u32, base: u64) ->
 /// Bytes `op` takes in a frame (what [`encode_op`] appends).
 pub(super) fn op_len(op: &WriteOp) -> usize {
     match op {
-        WriteOp::Put(k, v) => 9 + k.len() + v.len(),
+        WriteOp::Put(k, v) => put_record_len(k.len(), v.len() as u32) as usize,
         WriteOp::Delete(k) => 5 + k.len(),
     }
 }
