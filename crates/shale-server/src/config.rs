@@ -152,30 +152,9 @@ pub struct Config {
         value_parser = |s: &str| s.parse::<shale_raft::StateEngine>()
     )]
     pub state_engine: Option<shale_raft::StateEngine>,
-    /// Path to the client server TLS cert file.
-    #[arg(long = "cert-file", env = "ETCD_CERT_FILE")]
-    pub cert_file: Option<PathBuf>,
-    /// Path to the client server TLS key file.
-    #[arg(long = "key-file", env = "ETCD_KEY_FILE")]
-    pub key_file: Option<PathBuf>,
-    /// Path to the client server TLS trusted CA cert file.
-    #[arg(long = "trusted-ca-file", env = "ETCD_TRUSTED_CA_FILE")]
-    pub trusted_ca_file: Option<PathBuf>,
-    /// Enable client cert authentication.
-    #[arg(long = "client-cert-auth", env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
-    pub client_cert_auth: bool,
-    /// Path to the peer server TLS cert file.
-    #[arg(long = "peer-cert-file", env = "ETCD_PEER_CERT_FILE")]
-    pub peer_cert_file: Option<PathBuf>,
-    /// Path to the peer server TLS key file.
-    #[arg(long = "peer-key-file", env = "ETCD_PEER_KEY_FILE")]
-    pub peer_key_file: Option<PathBuf>,
-    /// Path to the peer server TLS trusted CA file.
-    #[arg(long = "peer-trusted-ca-file", env = "ETCD_PEER_TRUSTED_CA_FILE")]
-    pub peer_trusted_ca_file: Option<PathBuf>,
-    /// Enable peer client cert authentication.
-    #[arg(long = "peer-client-cert-auth", env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
-    pub peer_client_cert_auth: bool,
+    /// TLS of the client and peer ports (etcd's flags; see [`crate::tls`]).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
     /// List of additional URLs to listen on that respond to /metrics and /health.
     #[arg(
         long = "listen-metrics-urls",
@@ -209,6 +188,9 @@ pub struct Config {
     /// The etcd version Shale reports in Status and /version (must be >= 3.5.13 for kube-apiserver's consistent reads).
     #[arg(long = "emulated-etcd-version", env = "SHALE_EMULATED_ETCD_VERSION", default_value = DEFAULT_EMULATED_VERSION)]
     pub emulated_etcd_version: String,
+    /// Authentication: `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
+    #[command(flatten)]
+    pub auth: crate::auth_flags::AuthFlags,
 }
 
 /// A parsed `scheme://host:port` URL.
@@ -446,25 +428,16 @@ impl Config {
                 return Err(format!("{flag} must not be empty"));
             }
             for u in &urls {
-                if u.scheme == "https" || u.scheme == "unixs" || u.scheme == "unix" {
-                    return Err(format!("{flag}: {}:// URLs are not supported yet by Shale (TLS and unix sockets are planned); use http://", u.scheme));
+                if u.scheme == "unixs" || u.scheme == "unix" {
+                    return Err(format!("{flag}: {}:// URLs are not supported yet by Shale; use http:// or https://", u.scheme));
+                }
+                if flag == "--listen-metrics-urls" && u.scheme == "https" {
+                    return Err(format!("{flag}: https:// metrics URLs are not supported by Shale (the metrics port is plain HTTP; /metrics and /health are also served over TLS on the client port)"));
                 }
             }
         }
-        if self.cert_file.is_some()
-            || self.key_file.is_some()
-            || self.trusted_ca_file.is_some()
-            || self.client_cert_auth
-        {
-            return Err("client TLS (--cert-file/--key-file/--trusted-ca-file/--client-cert-auth) is not supported yet by Shale".into());
-        }
-        if self.peer_cert_file.is_some()
-            || self.peer_key_file.is_some()
-            || self.peer_trusted_ca_file.is_some()
-            || self.peer_client_cert_auth
-        {
-            return Err("peer TLS (--peer-*) is not supported yet by Shale".into());
-        }
+        self.tls
+            .validate(&self.listen_client_urls, &self.listen_peer_urls)?;
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
             return Err(format!(
                 "invalid value {:?} for --initial-cluster-state (want 'new' or 'existing')",
@@ -514,6 +487,7 @@ impl Config {
         }
         self.auto_compaction()?;
         self.progress_notify_interval()?;
+        self.auth.validate()?;
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! `shale`: start one member. Flags are etcd's (`shale --help`).
 
 use clap::Parser;
-use shale_server::config::{parse_urls, Config};
+use shale_server::config::Config;
 use shale_server::probe;
 use shale_server::server::{serve, serve_metrics, Member};
+use shale_server::tls::bind_all;
 
 /// mimalloc instead of glibc's malloc: a member allocates and frees a few small buffers per
 /// request (HTTP/2 frames, protobuf messages), and glibc's malloc/free took about 12% of a
@@ -42,40 +43,33 @@ async fn shutdown_signal() {
     }
 }
 
-/// Listeners on every URL of the comma list `urls`; an error names `what` they are for.
-async fn bind_all(urls: &str, what: &str) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
-    let mut listeners = Vec::new();
-    for u in parse_urls(urls).map_err(anyhow::Error::msg)? {
-        let addr = u.bind_addr().map_err(anyhow::Error::msg)?;
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))?;
-        listeners.push(l);
-    }
-    Ok(listeners)
-}
-
 async fn run(cfg: Config) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     // Bind first so a taken port is reported before anything is written.
     let listeners = bind_all(&cfg.listen_client_urls, "clients").await?;
     let metric_listeners = bind_all(&cfg.listen_metrics_urls, "metrics").await?;
     let peer_listeners = bind_all(&cfg.listen_peer_urls, "peers").await?;
+    let client_tls = cfg
+        .tls
+        .client_server(&cfg.data_dir(), &cfg.listen_client_urls)
+        .map_err(anyhow::Error::msg)?;
     let member = Member::start(&cfg, peer_listeners).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for l in listeners {
-        tracing::info!(address = %l.local_addr()?, "serving client traffic (gRPC and HTTP)");
+        let tls = if l.tls { client_tls.clone() } else { None };
+        tracing::info!(address = %l.inner.local_addr()?, tls = tls.is_some(), "serving client traffic (gRPC and HTTP)");
         let ctx = member.ctx.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            serve(ctx, l, async move {
+            serve(ctx, l.inner, tls, async move {
                 let _ = rx.changed().await;
             })
             .await
         }));
     }
     for l in metric_listeners {
+        let l = l.inner;
         tracing::info!(address = %l.local_addr()?, "serving metrics");
         let ctx = member.ctx.clone();
         let mut rx = stop_rx.clone();
@@ -99,11 +93,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `shale healthcheck [URL]`: exit 0 when the member at URL (default: this container's
-/// own client port) reports itself healthy; used by docker/compose.yaml.
-fn healthcheck(url: Option<String>) -> ! {
-    let url = url.unwrap_or_else(|| probe::DEFAULT_HEALTH_URL.to_string());
-    match probe::check(&url, std::time::Duration::from_secs(3)) {
+/// `shale healthcheck [URL] [--cacert F --cert F --key F | --insecure-skip-tls-verify]`:
+/// exit 0 when the member at URL (default: this container's own client port) reports
+/// itself healthy; used by docker/compose.yaml and docker/compose.tls.yaml. TLS files may
+/// also come from etcdctl's `ETCDCTL_CACERT`, `ETCDCTL_CERT` and `ETCDCTL_KEY`.
+fn healthcheck(args: Vec<String>) -> ! {
+    let verdict = probe::Probe::from_args(args, |var| std::env::var(var).ok())
+        .and_then(|p| probe::check(&p, std::time::Duration::from_secs(3)));
+    match verdict {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("shale healthcheck: {e}");
@@ -115,7 +112,7 @@ fn healthcheck(url: Option<String>) -> ! {
 fn main() {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("healthcheck") {
-        healthcheck(args.next());
+        healthcheck(args.collect());
     }
     let cfg = Config::parse();
     init_logging(&cfg.log_level);

@@ -1,10 +1,13 @@
 //! [`Peers`]: one outgoing channel per peer member, keyed by member id.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use shale_api::shalepb::raft_peer_client::RaftPeerClient;
+use shale_tls::rustls::ClientConfig;
+use shale_tls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::app::NodeId;
@@ -26,8 +29,11 @@ pub struct PeerConfig {
     /// Where to dial a peer instead of its advertised URL: advertised peer URL → `host:port`.
     /// Used by fault tests that put a proxy on each link; empty in normal operation.
     pub dial_overrides: HashMap<String, String>,
-    /// Connect timeout of a peer channel.
+    /// Connect timeout of a peer channel (TCP connect and TLS handshake).
     pub connect_timeout: Duration,
+    /// TLS for `https://` peers: this member's peer certificate and the CA peers' must chain
+    /// to (`--peer-*` flags). `None`: peers are dialed in plain HTTP/2.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl PeerConfig {
@@ -79,13 +85,14 @@ impl Peers {
                 return Ok(Self::wrap(ch.clone()));
             }
         }
-        let ch = self
+        let (ep, tls) = self
             .endpoint(urls)
-            .map_err(|e| format!("{e} (member {id:x})"))?
+            .map_err(|e| format!("{e} (member {id:x})"))?;
+        let ep = ep
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let ch = Self::connect_lazy(ep, tls);
         map.insert(id, (urls.to_string(), ch.clone()));
         Ok(Self::wrap(ch))
     }
@@ -98,15 +105,44 @@ impl Peers {
 
     /// A one-off client for an address that is not (yet) a member, e.g. while joining.
     pub fn client_for_url(&self, url: &str) -> Result<RaftPeerClient<Channel>, String> {
-        Ok(Self::wrap(self.endpoint(url)?.connect_lazy()))
+        let (ep, tls) = self.endpoint(url)?;
+        Ok(Self::wrap(Self::connect_lazy(ep, tls)))
     }
 
-    /// The endpoint to dial for `urls` (after dial overrides), with this member's timeouts.
-    fn endpoint(&self, urls: &str) -> Result<Endpoint, String> {
-        let url = self.dial_url(urls);
-        Ok(Endpoint::from_shared(url.clone())
+    fn connect_lazy(ep: Endpoint, tls: Option<TlsConnector>) -> Channel {
+        match tls {
+            Some(c) => ep.connect_with_connector_lazy(c),
+            None => ep.connect_lazy(),
+        }
+    }
+
+    /// The endpoint to dial for `urls` (after dial overrides), with this member's timeouts,
+    /// and the TLS connector when the peer is advertised at an `https://` URL. tonic only
+    /// takes `http://` URIs with a connector of its own, so the endpoint says `http://` and
+    /// the connector verifies the peer's certificate for the advertised host.
+    fn endpoint(&self, urls: &str) -> Result<(Endpoint, Option<TlsConnector>), String> {
+        let advertised = urls.split(',').map(str::trim).next().unwrap_or_default();
+        let mut url = self.dial_url(urls);
+        let tls = match advertised.strip_prefix("https://") {
+            Some(rest) => {
+                let cfg = self.cfg.tls.clone().ok_or_else(|| {
+                    format!("peer URL {advertised} is https:// but this member has no peer TLS (--peer-cert-file/--peer-key-file or --peer-auto-tls)")
+                })?;
+                let host = match rest.trim_end_matches('/').rsplit_once(':') {
+                    Some((h, _)) => h.to_string(),
+                    None => rest.to_string(),
+                };
+                if let Some(r) = url.strip_prefix("https://") {
+                    url = format!("http://{r}");
+                }
+                Some(TlsConnector::new(cfg, self.cfg.connect_timeout).server_name(host))
+            }
+            None => None,
+        };
+        let ep = Endpoint::from_shared(url.clone())
             .map_err(|e| format!("bad peer URL {url:?}: {e}"))?
             .connect_timeout(self.cfg.connect_timeout)
-            .tcp_nodelay(true))
+            .tcp_nodelay(true);
+        Ok((ep, tls))
     }
 }

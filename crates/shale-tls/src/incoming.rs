@@ -1,0 +1,94 @@
+//! [`incoming`]: the connections of one listener, plain or TLS, for tonic to serve.
+//!
+//! A task accepts TCP connections and, for a TLS listener, runs each handshake in a task of
+//! its own with a deadline ([`HANDSHAKE_TIMEOUT`]), so a client that stalls or sends garbage
+//! delays no one. Failed handshakes (a plaintext client on a TLS port, a certificate of the
+//! wrong CA, an expired or revoked one, a CN that is not allowed) are logged with the
+//! client's address and the connection is closed; the listener goes on. The task ends when
+//! the stream is dropped (the server stopped).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{ConnInfo, MaybeTls};
+
+/// How long a client may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The accepted connections of `listener` (TLS with `tls`, plain without).
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> impl Stream<Item = std::io::Result<MaybeTls>> + Send + 'static {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(accept_loop(listener, tls, tx));
+    ReceiverStream::new(rx)
+}
+
+type Tx = mpsc::Sender<std::io::Result<MaybeTls>>;
+
+async fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, tx: Tx) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let accepted = tokio::select! {
+            _ = tx.closed() => return,
+            a = listener.accept() => a,
+        };
+        let (sock, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly, keep listening.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        match &acceptor {
+            None => {
+                let info = ConnInfo {
+                    remote_addr: Some(addr),
+                    ..Default::default()
+                };
+                if tx.send(Ok(MaybeTls::Plain(sock, info))).await.is_err() {
+                    return;
+                }
+            }
+            Some(acc) => {
+                tokio::spawn(handshake(acc.clone(), sock, addr, tx.clone()));
+            }
+        }
+    }
+}
+
+async fn handshake(acc: tokio_rustls::TlsAcceptor, sock: TcpStream, addr: SocketAddr, tx: Tx) {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(sock)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(remote_addr = %addr, error = %e, "rejected connection: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(remote_addr = %addr, "rejected connection: TLS handshake timed out");
+            return;
+        }
+    };
+    let common_name = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::pem::common_name(c));
+    let info = ConnInfo {
+        remote_addr: Some(addr),
+        common_name,
+        tls: true,
+    };
+    let _ = tx.send(Ok(MaybeTls::Tls(Box::new(stream), info))).await;
+}
