@@ -7,10 +7,13 @@
 //! * [`http`] / [`metrics`] — `/health`, `/livez`, `/readyz`, `/version`, `/metrics`.
 //! * [`background`] — lease expiry, auto-compaction, progress notifications.
 //! * [`cork`] — gathers a connection's writes of one scheduler pass into one syscall.
+//! * `removal` — a member removed from the cluster stops, as etcd's.
 //! * [`probe`] — `shale healthcheck`, the container health probe (std only).
 //! * [`h2_authority`] — repairs the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
 
 pub mod auth;
+pub mod auth_flags;
+pub mod auth_token;
 pub mod background;
 pub mod config;
 pub mod cork;
@@ -20,6 +23,7 @@ pub mod h2_authority;
 pub mod http;
 pub mod metrics;
 pub mod probe;
+mod removal;
 pub mod server;
 pub mod svc_auth;
 pub mod svc_cluster;
@@ -27,3 +31,4 @@ pub mod svc_kv;
 pub mod svc_lease;
 pub mod svc_maintenance;
 pub mod svc_watch;
+pub mod tls;

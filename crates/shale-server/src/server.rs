@@ -24,7 +24,7 @@ use shale_raft::identity;
 use shale_raft::peer::{PeerConfig, PeerService, Peers};
 use shale_raft::{NodeConfig, RaftNode};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use shale_tls::rustls::ServerConfig;
 use tokio_stream::StreamExt;
 
 use crate::config::{split_list, Config};
@@ -248,36 +248,6 @@ async fn publish_attrs(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<boo
     }
 }
 
-/// Resolves once this member has been removed from the cluster (as etcd, it then stops).
-async fn watch_removal(ctx: Arc<Ctx>, removed: tokio::sync::watch::Sender<bool>) {
-    let me = ctx.id.member_id;
-    let mut was_member = false;
-    let mut metrics = ctx.node.raft().metrics();
-    loop {
-        // (member now, removed by an applied uniform config)
-        let (is_member, gone) = {
-            let m = metrics.borrow_and_update();
-            let cfg = &m.membership_config;
-            let is_member = cfg.membership().get_node(&me).is_some();
-            let applied = cfg.log_id().is_some_and(|l| Some(l) <= m.last_applied);
-            let uniform = cfg.membership().get_joint_config().len() == 1;
-            (is_member, !is_member && applied && uniform)
-        };
-        if is_member {
-            was_member = true;
-        } else if was_member && gone {
-            tracing::error!(member_id = %format!("{me:x}"), "the member has been permanently removed from the cluster; stopping");
-            // Let the answer to the removal (possibly executed here) reach its client.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let _ = removed.send(true);
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// A started member.
 pub struct Member {
     pub ctx: Arc<Ctx>,
@@ -288,7 +258,10 @@ pub struct Member {
 impl Member {
     /// Opens the data dir, starts Raft, serves the peer port on `peer_listeners`, waits
     /// (bounded) for a leader and starts the background tasks (no client listener yet).
-    pub async fn start(cfg: &Config, peer_listeners: Vec<TcpListener>) -> anyhow::Result<Member> {
+    pub async fn start(
+        cfg: &Config,
+        peer_listeners: Vec<crate::tls::Listener>,
+    ) -> anyhow::Result<Member> {
         cfg.validate().map_err(anyhow::Error::msg)?;
         let data_dir = cfg.data_dir();
         std::fs::create_dir_all(&data_dir)
@@ -298,6 +271,14 @@ impl Member {
             .map_err(|e| anyhow::anyhow!("data dir {} is not writable: {e}", data_dir.display()))?;
         let _ = std::fs::remove_file(&probe);
         let member_dir = data_dir.join("member");
+        let peer_tls = cfg
+            .tls
+            .peer(
+                &data_dir,
+                &cfg.listen_peer_urls,
+                &cfg.initial_advertise_peer_urls,
+            )
+            .map_err(anyhow::Error::msg)?;
         let mut peer_cfg = PeerConfig {
             cluster_id: 0,
             group_id: 0,
@@ -305,6 +286,7 @@ impl Member {
             name: cfg.name.clone(),
             dial_overrides: cfg.dial_overrides().map_err(anyhow::Error::msg)?,
             connect_timeout: Duration::from_millis(cfg.election_timeout.max(1000)),
+            tls: peer_tls.as_ref().map(|(_, client)| client.clone()),
         };
         let me = identity(cfg, &member_dir, &Peers::new(peer_cfg.clone())).await?;
         let (member_id, cluster_id) = (me.member_id, me.cluster_id);
@@ -330,11 +312,15 @@ impl Member {
         let node = RaftNode::start(node_cfg).await?;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         for l in peer_listeners {
-            tracing::info!(address = %l.local_addr()?, "serving peer traffic");
+            let tls = match (&peer_tls, l.tls) {
+                (Some((server, _)), true) => Some(server.clone()),
+                _ => None,
+            };
+            tracing::info!(address = %l.inner.local_addr()?, tls = tls.is_some(), "serving peer traffic");
             let node = node.clone();
             let mut rx = stop_rx.clone();
             tokio::spawn(async move {
-                let r = serve_peer(node, l, async move {
+                let r = serve_peer(node, l.inner, tls, async move {
                     let _ = rx.changed().await;
                 })
                 .await;
@@ -363,7 +349,8 @@ impl Member {
             max_txn_ops: cfg.max_txn_ops as usize,
             quota_bytes: cfg.quota_bytes(),
         };
-        let ctx = Arc::new(Ctx::new(node, id, limits));
+        let tokens = cfg.auth.token_provider().map_err(anyhow::Error::new)?;
+        let ctx = Arc::new(Ctx::new(node, id, limits, tokens, cfg.auth.bcrypt_cost()));
         tokio::spawn(publish_attrs(ctx.clone(), stop_rx.clone()));
         crate::background::spawn_all(
             ctx.clone(),
@@ -373,7 +360,7 @@ impl Member {
         );
         tracing::info!(name = %cfg.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), data_dir = %data_dir.display(), shale_version = env!("CARGO_PKG_VERSION"), "member started");
         let (removed_tx, removed) = tokio::sync::watch::channel(false);
-        tokio::spawn(watch_removal(ctx.clone(), removed_tx));
+        tokio::spawn(crate::removal::watch_removal(ctx.clone(), removed_tx));
         Ok(Member { ctx, stop, removed })
     }
 
@@ -392,10 +379,12 @@ impl Member {
     }
 }
 
-/// Serves the client API (gRPC + HTTP) on `listener` until `shutdown` completes.
+/// Serves the client API (gRPC + HTTP) on `listener` (TLS with `tls`) until `shutdown`
+/// completes.
 pub async fn serve(
     ctx: Arc<Ctx>,
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let max_recv = ctx.limits.max_request_bytes + GRPC_OVERHEAD;
@@ -425,15 +414,12 @@ pub async fn serve(
         .add_service(
             AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_recv),
         );
-    // tonic ignores its own `tcp_nodelay` for a caller-provided stream: set it on each
-    // accepted socket, or Nagle's algorithm adds ~40 ms to every small response.
+    // Accepted sockets get TCP_NODELAY (tonic ignores its own setting for a caller-provided
+    // stream) and, on an https:// listener, a TLS handshake of their own (`shale_tls`).
     // Each connection is also wrapped to accept etcdctl 3.4's URL-shaped `:authority`, and
     // corked so the responses of one scheduler pass leave in one write (see `cork`).
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-        .map(|s| crate::h2_authority::AuthorityFix::new(crate::cork::Cork::new(s)))
+    let incoming = shale_tls::incoming(listener, tls).map(|conn| {
+        conn.map(|s| crate::h2_authority::AuthorityFix::new(crate::cork::Cork::new(s)))
     });
     tonic::transport::Server::builder()
         .accept_http1(true)
@@ -448,18 +434,15 @@ pub async fn serve(
 pub async fn serve_peer(
     node: Arc<RaftNode>,
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let max = shale_raft::peer::MAX_PEER_MESSAGE;
     let svc = RaftPeerServer::new(PeerService::new(node))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-        .map(crate::cork::Cork::new)
-    });
+    let incoming =
+        shale_tls::incoming(listener, tls).map(|conn| conn.map(crate::cork::Cork::new));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
