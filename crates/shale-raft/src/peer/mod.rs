@@ -12,7 +12,8 @@
 //! - [`PeerService`]: the incoming side, the `RaftPeer` gRPC service: hands Raft messages
 //!   to the local Raft, answers `Hello` (who is in this cluster), and executes requests
 //!   forwarded by followers when this member leads (writes, read index, lease keep-alive
-//!   and time-to-live, membership changes).
+//!   and time-to-live, membership changes). It tells a removed member that it has been
+//!   removed ([`is_member_removed`]), as etcd does, so that member stops.
 //!
 //! Invariants: nothing received is trusted to decode (a bad payload is an
 //! `InvalidArgument` answer, never a panic); a forwarded write is sent at most once (a
@@ -27,4 +28,4 @@ mod service;
 pub use forwarder::{Forwarder, Route};
 pub use network::{PeerConn, PeerNetwork};
 pub use peers::{PeerConfig, Peers, MAX_PEER_MESSAGE};
-pub use service::PeerService;
+pub use service::{is_member_removed, member_removed, PeerService, MEMBER_REMOVED};

@@ -103,6 +103,12 @@ impl PeerConn {
                     status.message()
                 );
                 return Err(match status.code() {
+                    // Stopping is `watch_removal`'s business (in the server): it asks the
+                    // peers itself, also when Raft sends nothing.
+                    _ if super::is_member_removed(&status) => {
+                        tracing::warn!(peer = %format!("{:x}", self.target), "{}", super::MEMBER_REMOVED);
+                        unreachable(text)
+                    }
                     tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(text),
                     tonic::Code::FailedPrecondition => {
                         tracing::error!(peer = %format!("{:x}", self.target), error = %status.message(), "peer refused this member");

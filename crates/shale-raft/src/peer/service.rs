@@ -1,4 +1,13 @@
 //! [`PeerService`]: the `RaftPeer` gRPC service a member serves on its peer port.
+//!
+//! A removed member is told so, as etcd's rafthttp answers it with HTTP 410 Gone: its vote
+//! requests and its `Hello`s are refused with [`member_removed`], a status the sender
+//! recognises with [`is_member_removed`] and then stops. A member counts as removed only on
+//! proof that cannot be undone: this member's membership is committed (applied) and uniform
+//! and does not name the sender, and the sender once published its attributes here (which
+//! it can only do after it was added). So a member that is joining (not yet added, or added
+//! after what this member has applied) or a learner is never taken for a removed one, and
+//! a removed member cannot win a vote and come back.
 
 use std::sync::Arc;
 
@@ -40,6 +49,42 @@ impl PeerService {
         }
         Ok(())
     }
+
+    /// Whether `from` was a member of this cluster and has been removed from it (see the
+    /// module comment for the proof asked).
+    fn was_removed(&self, from: NodeId) -> bool {
+        if from == 0 || from == self.node.id() {
+            return false;
+        }
+        {
+            let metrics = self.node.raft().metrics();
+            let m = metrics.borrow();
+            let cfg = &m.membership_config;
+            let mem = cfg.membership();
+            let committed =
+                cfg.log_id().is_some() && cfg.log_id().as_ref() <= m.last_applied.as_ref();
+            if mem.get_node(&from).is_some() || !committed || mem.get_joint_config().len() != 1 {
+                return false;
+            }
+        }
+        self.node
+            .machine()
+            .member_attrs()
+            .is_ok_and(|attrs| attrs.iter().any(|a| a.id == from))
+    }
+}
+
+/// etcd's message for a member that has been removed (rafthttp's `errMemberRemoved`).
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// The answer to a message from a removed member (etcd answers HTTP 410 Gone).
+pub fn member_removed() -> Status {
+    Status::permission_denied(MEMBER_REMOVED)
+}
+
+/// Whether a peer answered that this member has been removed from the cluster.
+pub fn is_member_removed(status: &Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message() == MEMBER_REMOVED
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
@@ -69,6 +114,11 @@ impl RaftPeer for PeerService {
                 encode(&raft.append_entries(r).await)?
             }
             Ok(RaftKind::Vote) => {
+                // Only candidates send votes, and a removed member that still thinks it
+                // votes campaigns; it must hear that it is gone (and cannot win).
+                if self.was_removed(m.from) {
+                    return Err(member_removed());
+                }
                 let r: VoteRequest<NodeId> = decode(&m.payload)?;
                 encode(&raft.vote(r).await)?
             }
@@ -121,6 +171,10 @@ impl RaftPeer for PeerService {
         let h = req.into_inner();
         let cfg = self.node.peers().config();
         tracing::debug!(from = %h.from_name, cluster = %format!("{:x}", h.cluster_id), "hello from a peer");
+        if h.cluster_id == cfg.cluster_id && self.was_removed(h.from) {
+            tracing::info!(peer = %format!("{:x}", h.from), name = %h.from_name, "a removed member asked; told it has been removed");
+            return Err(member_removed());
+        }
         Ok(Response::new(HelloResponse {
             cluster_id: cfg.cluster_id,
             member_id: cfg.member_id,
