@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use shale_tls::rustls::{ClientConfig, ServerConfig};
 use shale_tls::{ClientTlsConfig, ServerTlsConfig, TlsVersion};
@@ -271,6 +270,9 @@ impl TlsFlags {
             tracing::warn!("--peer-client-cert-auth is ignored with --peer-auto-tls (as in etcd)");
             scfg.client_cert_auth = false;
         }
+        if !auto && self.peer_trusted_ca_file.is_none() {
+            tracing::warn!("no --peer-trusted-ca-file: peers' certificates are not verified when dialing them (Shale has no system CA roots)");
+        }
         let pair = scfg.key_pair().map_err(|e| e.to_string())?;
         let server = scfg.build_with(pair.clone()).map_err(|e| e.to_string())?;
         let client = ClientTlsConfig {
@@ -315,9 +317,4 @@ pub async fn bind_all(urls: &str, what: &str) -> anyhow::Result<Vec<Listener>> {
         });
     }
     Ok(listeners)
-}
-
-/// How long a member waits for a peer's TCP connect and TLS handshake.
-pub fn peer_connect_timeout(election_timeout_ms: u64) -> Duration {
-    Duration::from_millis(election_timeout_ms.max(1000))
 }
