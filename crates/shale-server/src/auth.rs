@@ -1,114 +1,68 @@
 //! Authentication and authorization of client requests: the one place where a handler asks
-//! "may this caller do this?" ([`Ctx::authorize`]), plus this member's simple tokens.
+//! "may this caller do this?" ([`Ctx::authorize`]).
 //!
 //! Follows etcd 3.5 (`server/auth/store.go`, `etcdserver/apply_auth.go`,
 //! `etcdserver/v3_server.go`, `api/v3rpc/{key,maintenance,watch}.go`):
 //! * While auth is disabled every request is allowed and tokens are ignored.
-//! * The token comes from gRPC metadata `token` (or `authorization`, an optional `Bearer `
-//!   prefix stripped). An unknown or expired token fails with `etcdserver: invalid auth
-//!   token`; no token at all means "no user", which fails checks with `etcdserver: user name
-//!   is empty`.
+//! * Who the caller is ([`AuthInfo`]: a user and an auth revision), in etcd's order
+//!   (`EtcdServer.AuthInfoFromCtx`):
+//!   1. a token from gRPC metadata `token` (or `authorization`, an optional `Bearer ` prefix
+//!      stripped), checked by this member's token provider (`--auth-token`, see
+//!      [`crate::auth_token`]). An unknown, expired, revoked or badly signed token fails with
+//!      `etcdserver: invalid auth token`, even when a client certificate is present;
+//!   2. with no token, the Common Name of the client certificate, when the TLS layer
+//!      verified one (`--client-cert-auth`), acting at the current auth revision;
+//!   3. neither: "no user", which fails checks with `etcdserver: user name is empty`.
 //! * Key checks use the union of the user's roles' permissions; the `root` role may do
-//!   anything. Admin-only operations need the `root` role (`etcdserver: permission denied`
-//!   otherwise, `etcdserver: user name not found` for a deleted user).
-//!
-//! Tokens are etcd's "simple" tokens: 16 random letters, a dot and a number; kept in memory
-//! on this member with a TTL of 300 s that every use renews. A token remembers the auth
-//! revision it was issued at and stops working when its user's password changes, its user is
-//! deleted or auth is disabled (see `AuthStore::token_valid`).
+//!   anything. A key check by credentials older than the auth store (a JWT issued before a
+//!   later auth change) fails with `etcdserver: revision of auth store is old` (etcd's
+//!   `ErrAuthOldRevision`, which clients answer by authenticating again; etcd 3.5.1 sent it
+//!   as `Unknown` `auth: revision in header is old`, 3.5.5 on as Shale does). Admin-only
+//!   operations need the `root` role (`etcdserver: permission denied` otherwise,
+//!   `etcdserver: user name not found` for a deleted user) and, as in etcd, do not look at
+//!   the revision.
 //!
 //! Checks run here, in the gRPC layer, against the member's applied auth state (etcd checks
 //! writes again at apply time; Shale does not, so a permission revoked between the check and
 //! the apply of a write does not stop that one write).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use rand::Rng;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, TxnRequest};
 use shale_machine::auth_store::{Access, AuthStore};
-use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use crate::auth_token::AuthInfo;
 use crate::ctx::Ctx;
 
-/// etcd's `simpleTokenTTLDefault`.
-pub const TOKEN_TTL: Duration = Duration::from_secs(300);
-/// etcd's default `--bcrypt-cost`.
-pub const BCRYPT_COST: u32 = 10;
-
-struct Token {
-    user: String,
-    issued_at: u64,
-    expires: Instant,
-}
-
-/// This member's simple tokens.
-#[derive(Default)]
-pub struct Tokens {
-    map: Mutex<HashMap<String, Token>>,
-    next: AtomicU64,
-}
-
-impl Tokens {
-    /// A new token for `user`, valid from auth revision `rev`.
-    pub fn issue(&self, user: &str, rev: u64) -> String {
-        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let mut rng = rand::rng();
-        let prefix: String = (0..16)
-            .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
-            .collect();
-        let token = format!("{prefix}.{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
-        let now = Instant::now();
-        let mut map = self.map.lock();
-        map.retain(|_, t| t.expires > now);
-        map.insert(
-            token.clone(),
-            Token {
-                user: user.to_string(),
-                issued_at: rev,
-                expires: now + TOKEN_TTL,
-            },
-        );
-        token
-    }
-
-    /// The user and issue revision of a live token, renewing its TTL.
-    fn lookup(&self, token: &str) -> Option<(String, u64)> {
-        let now = Instant::now();
-        let mut map = self.map.lock();
-        let t = map.get_mut(token)?;
-        if t.expires <= now {
-            map.remove(token);
-            return None;
-        }
-        t.expires = now + TOKEN_TTL;
-        Some((t.user.clone(), t.issued_at))
-    }
-
-    /// Forgets every token (auth disabled).
-    pub fn clear(&self) {
-        self.map.lock().clear();
-    }
-}
-
-/// The credentials a request carries (its token, if any). Cheap to take before
-/// `Request::into_inner`.
+/// The credentials a request carries: its token, if any, and the Common Name of its
+/// verified client certificate, if any. Cheap to take before `Request::into_inner`.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     token: Option<String>,
+    common_name: Option<String>,
 }
 
 impl Caller {
-    pub fn from_metadata(md: &MetadataMap) -> Caller {
+    /// The token from metadata `token` (or `authorization`, an optional `Bearer ` prefix
+    /// stripped), and the certificate CN the TLS layer put into the request's extensions.
+    /// Like etcd's `AuthInfoFromTLS`, a request carrying `grpcgateway-accept` metadata (a
+    /// gRPC-gateway proxying with its own certificate) never acts as the certificate's CN.
+    pub fn from_request<T>(req: &tonic::Request<T>) -> Caller {
+        let md = req.metadata();
         let v = md.get("token").or_else(|| md.get("authorization"));
         let token = v
             .and_then(|v| v.to_str().ok())
             .map(|s| s.strip_prefix("Bearer ").unwrap_or(s).to_string());
-        Caller { token }
+        let common_name = if md.contains_key("grpcgateway-accept") {
+            None
+        } else {
+            req.extensions()
+                .get::<shale_tls::ConnInfo>()
+                .and_then(|c| c.common_name.clone())
+        };
+        Caller { token, common_name }
     }
 }
 
@@ -153,11 +107,17 @@ fn collect_txn_leases(t: &TxnRequest, out: &mut Vec<i64>) {
 struct Check<'a> {
     auth: &'a AuthStore,
     user: &'a str,
+    /// The auth revision the caller's credentials carry (0 for no user).
+    revision: u64,
     leases: &'a LeaseKeys,
 }
 
 impl Check<'_> {
+    /// etcd's `isOpPermitted`: a user, credentials as new as the auth store, a permission.
     fn op(&self, key: &[u8], end: &[u8], a: Access) -> Result<(), EtcdError> {
+        if self.auth.is_enabled() && !self.user.is_empty() && self.revision < self.auth.revision() {
+            return Err(EtcdError::AuthOldRevision);
+        }
         self.auth.check_op(self.user, key, end, a)
     }
 
@@ -253,6 +213,27 @@ impl Check<'_> {
 }
 
 impl Ctx {
+    /// Who `caller` is (etcd's `AuthInfoFromCtx`): its token's user, else its certificate's
+    /// CN, else nobody (an empty user at revision 0).
+    pub fn auth_info(&self, caller: &Caller, auth: &AuthStore) -> Result<AuthInfo, Status> {
+        if let Some(t) = &caller.token {
+            return self
+                .tokens
+                .info(t, auth)
+                .ok_or_else(|| EtcdError::InvalidAuthToken.into());
+        }
+        Ok(match &caller.common_name {
+            Some(cn) => AuthInfo {
+                user: cn.clone(),
+                revision: auth.revision(),
+            },
+            None => AuthInfo {
+                user: String::new(),
+                revision: 0,
+            },
+        })
+    }
+
     /// Allows or refuses a request. Free while auth is disabled.
     pub fn authorize(&self, caller: &Caller, need: Need<'_>) -> Result<(), Status> {
         let machine = self.node.machine();
@@ -284,16 +265,11 @@ impl Ctx {
             })
         };
         let auth = machine.auth();
-        let user = match &caller.token {
-            None => String::new(),
-            Some(t) => match self.tokens.lookup(t) {
-                Some((user, issued)) if auth.token_valid(&user, issued) => user,
-                _ => return Err(EtcdError::InvalidAuthToken.into()),
-            },
-        };
+        let who = self.auth_info(caller, &auth)?;
         Check {
             auth: &auth,
-            user: &user,
+            user: &who.user,
+            revision: who.revision,
             leases: &leases,
         }
         .need(&need)

@@ -44,8 +44,10 @@ pub struct Ctx {
     next_req: AtomicU64,
     /// Cached state store size, refreshed in the background (reading it walks files).
     pub db_size: AtomicU64,
-    /// This member's auth tokens (see [`crate::auth`]).
-    pub tokens: crate::auth::Tokens,
+    /// This member's auth tokens (`--auth-token`, see [`crate::auth_token`]).
+    pub tokens: crate::auth_token::TokenProvider,
+    /// The bcrypt cost new passwords are hashed with (`--bcrypt-cost`).
+    pub bcrypt_cost: u32,
 }
 
 /// Maps any internal error to the status a client sees. Deterministic etcd errors use the
@@ -78,7 +80,14 @@ impl From<shale_mvcc::Error> for AnyError {
 }
 
 impl Ctx {
-    pub fn new(node: Arc<RaftNode>, id: Identity, limits: Limits) -> Self {
+    /// `tokens` and `bcrypt_cost` come from the auth flags (`crate::auth_flags::AuthFlags`).
+    pub fn new(
+        node: Arc<RaftNode>,
+        id: Identity,
+        limits: Limits,
+        tokens: crate::auth_token::TokenProvider,
+        bcrypt_cost: u32,
+    ) -> Self {
         Self {
             node,
             id,
@@ -86,7 +95,8 @@ impl Ctx {
             metrics: Metrics::default(),
             next_req: AtomicU64::new(rand::random::<u32>() as u64 + 1),
             db_size: AtomicU64::new(0),
-            tokens: crate::auth::Tokens::default(),
+            tokens,
+            bcrypt_cost,
         }
     }
 

@@ -16,18 +16,20 @@ use shale_api::shalepb::{internal_request::Request as Cmd, internal_response::Re
 use shale_machine::auth_store::encode_base64;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Caller, Need, BCRYPT_COST};
+use crate::auth::{Caller, Need};
+use crate::auth_token::TokenError;
 use crate::ctx::{unexpected_response, Ctx};
 
 pub struct AuthService {
     pub ctx: Arc<Ctx>,
 }
 
-/// bcrypt hash (`$2a$`, like Go's) of a password, base64-encoded as etcd puts it in
-/// `hashedPassword`. Runs off the async runtime: it costs tens of milliseconds.
-async fn hash_password(password: String) -> Result<String, Status> {
+/// bcrypt hash (`$2a$`, like Go's) of a password at `cost` (`--bcrypt-cost`), base64-encoded
+/// as etcd puts it in `hashedPassword`. Runs off the async runtime: it costs tens of
+/// milliseconds at the default cost.
+async fn hash_password(password: String, cost: u32) -> Result<String, Status> {
     let h = tokio::task::spawn_blocking(move || {
-        bcrypt::non_truncating_hash_with_result(password, BCRYPT_COST)
+        bcrypt::non_truncating_hash_with_result(password, cost)
     })
     .await
     .map_err(|e| Status::internal(e.to_string()))?
@@ -47,7 +49,7 @@ macro_rules! change {
     ($self:ident, $req:ident, $need:expr, $cmd:ident, $ans:ident) => {{
         let ctx = &$self.ctx;
         ctx.check_has_leader($req.metadata())?;
-        let caller = Caller::from_metadata($req.metadata());
+        let caller = Caller::from_request(&$req);
         let r = $req.into_inner();
         ctx.authorize(&caller, $need(&r))?;
         match ctx.propose(Cmd::$cmd(r)).await? {
@@ -69,8 +71,7 @@ impl AuthService {
     async fn read_check<T>(&self, req: &Request<T>, need: Need<'_>) -> Result<(), Status> {
         self.ctx.check_has_leader(req.metadata())?;
         self.ctx.barrier().await?;
-        self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), need)
+        self.ctx.authorize(&Caller::from_request(req), need)
     }
 }
 
@@ -89,7 +90,7 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthDisableResponse>, Status> {
         let resp = change!(self, req, admin, AuthDisable, AuthDisable);
         if resp.is_ok() {
-            self.ctx.tokens.clear();
+            self.ctx.tokens.disable();
         }
         resp
     }
@@ -151,7 +152,10 @@ impl Auth for AuthService {
             if ctx.node.machine().auth().revision() != checked {
                 continue;
             }
-            let token = ctx.tokens.issue(&r.name, checked);
+            let token = ctx.tokens.assign(&r.name, checked).map_err(|e| match e {
+                TokenError::NoTokens => EtcdError::AuthFailed.into(),
+                e => Status::unknown(e.to_string()),
+            })?;
             return Ok(Response::new(AuthenticateResponse {
                 header: Some(ctx.header(0)),
                 token,
@@ -165,11 +169,12 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserAddResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let mut r = req.into_inner();
         ctx.authorize(&caller, Need::Admin)?;
         if !r.options.is_some_and(|o| o.no_password) {
-            r.hashed_password = hash_password(std::mem::take(&mut r.password)).await?;
+            r.hashed_password =
+                hash_password(std::mem::take(&mut r.password), ctx.bcrypt_cost).await?;
         }
         r.password.clear();
         match ctx.propose(Cmd::AuthUserAdd(r)).await? {
@@ -224,11 +229,12 @@ impl Auth for AuthService {
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let mut r = req.into_inner();
         ctx.authorize(&caller, Need::Admin)?;
         if !r.password.is_empty() {
-            r.hashed_password = hash_password(std::mem::take(&mut r.password)).await?;
+            r.hashed_password =
+                hash_password(std::mem::take(&mut r.password), ctx.bcrypt_cost).await?;
         }
         match ctx.propose(Cmd::AuthUserChangePassword(r)).await? {
             Ans::AuthUserChangePassword(mut a) => {
@@ -321,5 +327,21 @@ impl Auth for AuthService {
             AuthRoleRevokePermission,
             AuthRoleRevokePermission
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_password;
+    use shale_machine::auth_store::decode_base64;
+
+    #[tokio::test]
+    async fn passwords_are_hashed_at_the_given_cost() {
+        for cost in [4, 5] {
+            let h = hash_password("pw".into(), cost).await.expect("hash");
+            let h = String::from_utf8(decode_base64(&h).expect("base64")).expect("utf8");
+            assert!(h.starts_with(&format!("$2a$0{cost}$")), "{h}");
+            assert!(bcrypt::verify("pw", &h).expect("verify"));
+        }
     }
 }

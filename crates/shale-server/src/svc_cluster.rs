@@ -69,7 +69,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberAddResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let r = req.into_inner();
         let (member, members) = self
             .change(Fwd::MemberAdd(shale_api::shalepb::MemberAddRequest {
@@ -90,7 +90,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let id = req.into_inner().id;
         let (_, members) = self
             .change(Fwd::MemberRemove(MemberIdRequest { id }))
@@ -107,7 +107,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let r = req.into_inner();
         let (_, members) = self
             .change(Fwd::MemberUpdate(shale_api::shalepb::MemberUpdateRequest {
@@ -127,7 +127,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberListResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         if req.into_inner().linearizable {
             ctx.barrier().await?;
         }
@@ -144,7 +144,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let id = req.into_inner().id;
         let (_, members) = self
             .change(Fwd::MemberPromote(MemberIdRequest { id }))

@@ -46,7 +46,7 @@ impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
@@ -73,7 +73,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         validate::check_put(&r)?;
         ctx.authorize(&caller, Need::Put(&r))?;
@@ -93,7 +93,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         validate::check_delete_range(&r)?;
         ctx.authorize(&caller, Need::DeleteRange(&r))?;
@@ -109,7 +109,7 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         validate::check_txn(&r, ctx.limits.max_txn_ops)?;
         if kv::is_txn_readonly(&r) {
@@ -138,7 +138,7 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let r = req.into_inner();
         let physical = r.physical;
         match ctx.propose(Cmd::Compaction(r)).await? {
@@ -165,7 +165,7 @@ impl Kv for KvService {
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let mut r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {

@@ -74,7 +74,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let mut r = req.into_inner();
         validate::check_lease_grant(&r)?;
         ctx.authorize(&caller, Need::AnyUser)?;
@@ -104,7 +104,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         ctx.authorize(&caller, Need::LeaseWrite(r.id))?;
         match ctx.propose(Cmd::LeaseRevoke(r)).await? {
@@ -125,7 +125,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let inbound = req.into_inner();
         let out = inbound.then(move |m| {
             let ctx = ctx.clone();
@@ -145,7 +145,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         ctx.authorize(
             &caller,
@@ -186,7 +186,7 @@ impl Lease for LeaseService {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
         ctx.barrier().await?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::AllLeasesRead)?;
+        ctx.authorize(&Caller::from_request(&req), Need::AllLeasesRead)?;
         let leases = ctx
             .node
             .machine()

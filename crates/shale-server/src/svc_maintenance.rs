@@ -42,7 +42,7 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let r = req.into_inner();
         // etcd: listing alarms needs a user, raising or clearing one needs root.
         let get = r.action == shale_api::etcdserverpb::alarm_request::AlarmAction::Get as i32;
@@ -62,7 +62,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let ctx = &self.ctx;
         ctx.check_has_leader(req.metadata())?;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::AnyUser)?;
+        ctx.authorize(&Caller::from_request(&req), Need::AnyUser)?;
         let st = ctx.node.status();
         let size = ctx.store().engine().size_bytes() as i64;
         ctx.db_size.store(size as u64, Ordering::Relaxed);
@@ -98,7 +98,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+            .authorize(&Caller::from_request(&req), Need::Admin)?;
         // sled needs no stop-the-world defragmentation; flushing is the closest useful work
         // and runs off the request path.
         let store = self.ctx.store().clone();
@@ -113,7 +113,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+            .authorize(&Caller::from_request(&req), Need::Admin)?;
         let store = self.ctx.store().clone();
         let h = tokio::task::spawn_blocking(move || hash::hash_all(&store))
             .await
@@ -130,7 +130,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+            .authorize(&Caller::from_request(&req), Need::Admin)?;
         let rev = req.into_inner().revision;
         let store = self.ctx.store().clone();
         let h = tokio::task::spawn_blocking(move || hash::hash_kv(&store, rev))
@@ -153,7 +153,7 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+            .authorize(&Caller::from_request(&req), Need::Admin)?;
         let ctx = self.ctx.clone();
         let machine = ctx.node.machine().clone();
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
@@ -226,7 +226,7 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let ctx = &self.ctx;
-        ctx.authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+        ctx.authorize(&Caller::from_request(&req), Need::Admin)?;
         let target = req.into_inner().target_id;
         if !ctx.node.status().is_leader {
             return Err(EtcdError::NotLeader.into());
@@ -253,7 +253,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         self.ctx
-            .authorize(&Caller::from_metadata(req.metadata()), Need::Admin)?;
+            .authorize(&Caller::from_request(&req), Need::Admin)?;
         Err(EtcdError::ClusterVersionUnavailable.into())
     }
 }

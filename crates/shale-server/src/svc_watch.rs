@@ -116,7 +116,7 @@ impl Watch for WatchService {
         let ctx = self.ctx.clone();
         ctx.check_has_leader(req.metadata())?;
         let need_leader = requires_leader(req.metadata());
-        let caller = Caller::from_metadata(req.metadata());
+        let caller = Caller::from_request(&req);
         let mut inbound = req.into_inner();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
