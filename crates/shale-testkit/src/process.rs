@@ -13,6 +13,25 @@
 //! polled (TCP connect, then `GET /health` answering 200 with `"health":"true"`), never slept.
 //! Dropping the value kills the process (SIGKILL) and removes the temp dir.
 //!
+//! TLS: [`EtcdProcess::start_tls`] / [`EtcdProcess::start_cluster_tls`] take a [`TlsOpts`]
+//! that makes the client and/or peer URLs `https://` and tells the health probe which CA,
+//! client certificate and key to use; the server's own TLS flags (`--cert-file`,
+//! `--trusted-ca-file`, `--client-cert-auth`, `--peer-*`, `--auto-tls`, ...) are ordinary
+//! `extra_args`, the same for etcd and Shale:
+//!
+//! ```no_run
+//! use shale_testkit::process::{shale_bin, EtcdProcess, TlsOpts};
+//! let tls = TlsOpts::client_mtls("ca.crt", "client.crt", "client.key");
+//! let s = EtcdProcess::start_tls(&shale_bin()?, tls, &[
+//!     "--cert-file", "server.crt", "--key-file", "server.key",
+//!     "--trusted-ca-file", "ca.crt", "--client-cert-auth",
+//! ])?;
+//! // etcdctl --endpoints=https://127.0.0.1:PORT --cacert=ca.crt --cert=client.crt --key=client.key
+//! println!("{} {:?}", s.endpoint(), s.etcdctl_tls_args());
+//! assert_eq!(s.get("/health")?.0, 200);
+//! # anyhow::Ok(())
+//! ```
+//!
 //! Binaries come from env vars set by `eval "$(bash scripts/etcd-paths.sh)"` (or the file
 //! `target/shale-test-deps.env` written by `bash scripts/install-test-deps.sh`); a missing
 //! binary is an error that says how to install it, never a silent skip.
@@ -23,15 +42,114 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use shale_tls::rustls;
 
 /// How long a member may take to become healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const INSTALL_HINT: &str = "install the real-etcd test peers with `bash scripts/install-test-deps.sh` \
      and export their paths with `eval \"$(bash scripts/etcd-paths.sh)\"` (or run `bash scripts/test.sh`)";
+
+/// TLS of a member started by the testkit: which URLs are `https://`, and what the harness's
+/// own client (the `/health` probe, [`EtcdProcess::get`], [`EtcdProcess::etcdctl_tls_args`])
+/// presents. The server's TLS flags themselves go in `extra_args`.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOpts {
+    /// Client URLs (listen and advertise) are `https://`.
+    pub client: bool,
+    /// Peer URLs (listen, advertise and `--initial-cluster`) are `https://`.
+    pub peer: bool,
+    /// CA the probe verifies the server with (etcdctl's `--cacert`).
+    pub ca: Option<PathBuf>,
+    /// Client certificate the probe presents (etcdctl's `--cert`); needs `key`.
+    pub cert: Option<PathBuf>,
+    /// Its key (etcdctl's `--key`).
+    pub key: Option<PathBuf>,
+    /// Accept any server certificate (etcdctl's `--insecure-skip-tls-verify`; for `--auto-tls`).
+    pub insecure_skip_verify: bool,
+    /// Also listen for clients on a second, plain `http://127.0.0.1:PORT` URL (see
+    /// [`EtcdProcess::plain_endpoint`]); the advertised URL stays the `https://` one.
+    pub plain_client_too: bool,
+}
+
+impl TlsOpts {
+    /// `https://` client URLs; the probe verifies with `ca` and presents `cert`/`key`.
+    pub fn client_mtls(
+        ca: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            client: true,
+            ca: Some(ca.into()),
+            cert: Some(cert.into()),
+            key: Some(key.into()),
+            ..Self::default()
+        }
+    }
+
+    /// [`TlsOpts::client_mtls`] with `https://` peer URLs too.
+    pub fn client_and_peer_mtls(
+        ca: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            peer: true,
+            ..Self::client_mtls(ca, cert, key)
+        }
+    }
+
+    /// The etcdctl flags for these client files (`--cacert=…`, `--cert=…`, `--key=…`,
+    /// `--insecure-transport=false --insecure-skip-tls-verify`), the same for etcdctl 3.4 and
+    /// 3.5.
+    pub fn etcdctl_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = &self.ca {
+            args.push(format!("--cacert={}", ca.display()));
+        }
+        if let Some(cert) = &self.cert {
+            args.push(format!("--cert={}", cert.display()));
+        }
+        if let Some(key) = &self.key {
+            args.push(format!("--key={}", key.display()));
+        }
+        if self.insecure_skip_verify {
+            // etcdctl applies the skip only to a TLS config it built: without --cacert/--cert
+            // it builds one only when told the transport is not insecure.
+            args.push("--insecure-transport=false".to_string());
+            args.push("--insecure-skip-tls-verify".to_string());
+        }
+        args
+    }
+
+    /// A rustls client configuration from these files offering ALPN `alpn` (e.g. `h2`, or
+    /// `http/1.1` for a plain HTTPS GET).
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ClientConfig>> {
+        let cfg = shale_tls::client_config(&shale_tls::ClientTlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        })
+        .context("building the test client's TLS configuration")?;
+        let mut cfg = (*cfg).clone();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
 
 /// One server process (one cluster member) on loopback.
 pub struct EtcdProcess {
@@ -41,6 +159,8 @@ pub struct EtcdProcess {
     client_port: u16,
     peer_port: u16,
     initial_cluster: String,
+    tls: TlsOpts,
+    plain_client_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -49,15 +169,21 @@ impl EtcdProcess {
     /// Start a single-member server `bin` (etcd or shale) with `extra_args` appended to the
     /// standard flags, and wait until it is healthy.
     pub fn start(bin: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_tls(bin, TlsOpts::default(), extra_args)
+    }
+
+    /// [`EtcdProcess::start`] with TLS URLs and a TLS health probe (see [`TlsOpts`]); the
+    /// server's TLS flags go in `extra_args`.
+    pub fn start_tls(bin: &Path, tls: TlsOpts, extra_args: &[&str]) -> Result<Self> {
         // A port picked by binding :0 can be taken by someone else before the server binds it;
         // retry a few times with fresh ports in that case.
         let mut last_err = None;
         for _ in 0..3 {
-            let (client_port, peer_port) = (free_port()?, free_port()?);
-            if client_port == peer_port {
-                continue;
-            }
-            let initial_cluster = format!("n1=http://127.0.0.1:{peer_port}");
+            let (client_port, lc) = bind_free()?;
+            let (peer_port, lp) = bind_free()?;
+            let (plain_port, lplain) = bind_free()?;
+            drop((lc, lp, lplain));
+            let initial_cluster = format!("n1={}://127.0.0.1:{peer_port}", scheme(tls.peer));
             let mut p = Self::new(
                 bin,
                 extra_args,
@@ -65,7 +191,11 @@ impl EtcdProcess {
                 client_port,
                 peer_port,
                 initial_cluster,
-            )?;
+            )?
+            .with_tls(tls.clone());
+            if tls.plain_client_too {
+                p.plain_client_port = Some(plain_port);
+            }
             match p.spawn().and_then(|_| p.wait_healthy(START_TIMEOUT)) {
                 Ok(()) => return Ok(p),
                 Err(e) if p.log_contains("address already in use") => last_err = Some(e),
@@ -78,26 +208,37 @@ impl EtcdProcess {
     /// Start an `n`-member cluster (members n1..nN) of `bin`, all spawned before waiting, and
     /// wait until every member is healthy.
     pub fn start_cluster(bin: &Path, n: usize, extra_args: &[&str]) -> Result<Vec<Self>> {
+        Self::start_cluster_tls(bin, n, TlsOpts::default(), extra_args)
+    }
+
+    /// [`EtcdProcess::start_cluster`] with TLS URLs and a TLS health probe (see
+    /// [`TlsOpts`]); every member gets the same `extra_args` (so the same certificate files).
+    pub fn start_cluster_tls(
+        bin: &Path,
+        n: usize,
+        tls: TlsOpts,
+        extra_args: &[&str],
+    ) -> Result<Vec<Self>> {
         anyhow::ensure!(n >= 1, "a cluster needs at least one member");
         let mut ports = Vec::with_capacity(n);
-        let mut listeners = Vec::with_capacity(2 * n);
+        let mut listeners = Vec::with_capacity(3 * n);
         for _ in 0..n {
-            // keep the listeners open while picking, so the 2n ports are distinct
+            // keep the listeners open while picking, so the ports are distinct
             let (c, lc) = bind_free()?;
             let (p, lp) = bind_free()?;
-            listeners.push(lc);
-            listeners.push(lp);
-            ports.push((c, p));
+            let (plain, lplain) = bind_free()?;
+            listeners.extend([lc, lp, lplain]);
+            ports.push((c, p, plain));
         }
         drop(listeners);
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("n{}=http://127.0.0.1:{p}", i + 1))
+            .map(|(i, (_, p, _))| format!("n{}={}://127.0.0.1:{p}", i + 1, scheme(tls.peer)))
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::with_capacity(n);
-        for (i, (c, p)) in ports.into_iter().enumerate() {
+        for (i, (c, p, plain)) in ports.into_iter().enumerate() {
             let mut m = Self::new(
                 bin,
                 extra_args,
@@ -105,7 +246,11 @@ impl EtcdProcess {
                 c,
                 p,
                 initial_cluster.clone(),
-            )?;
+            )?
+            .with_tls(tls.clone());
+            if tls.plain_client_too {
+                m.plain_client_port = Some(plain);
+            }
             m.spawn()?;
             members.push(m);
         }
@@ -116,7 +261,9 @@ impl EtcdProcess {
     }
 
     /// A member not started yet (see [`EtcdProcess::spawn`]), e.g. one joining a running
-    /// cluster with `--initial-cluster-state existing` in `extra_args`.
+    /// cluster with `--initial-cluster-state existing` in `extra_args`. Plain `http://`
+    /// URLs unless [`EtcdProcess::with_tls`] says otherwise (`initial_cluster` is used as
+    /// given: write its scheme to match).
     pub fn new(
         bin: &Path,
         extra_args: &[&str],
@@ -141,9 +288,34 @@ impl EtcdProcess {
             client_port,
             peer_port,
             initial_cluster,
+            tls: TlsOpts::default(),
+            plain_client_port: None,
             dir,
             child: None,
         })
+    }
+
+    /// Use `tls` for this member's URLs and health probe (before [`EtcdProcess::spawn`]).
+    /// With `tls.plain_client_too`, the plain client port is picked here.
+    pub fn with_tls(mut self, tls: TlsOpts) -> Self {
+        self.plain_client_port = if tls.plain_client_too {
+            free_port().ok()
+        } else {
+            None
+        };
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS options this member was started with.
+    pub fn tls(&self) -> &TlsOpts {
+        &self.tls
+    }
+
+    /// The etcdctl flags that reach this member (`--cacert`/`--cert`/`--key`, from its
+    /// [`TlsOpts`]; empty without TLS). Give them with `--endpoints={endpoint()}`.
+    pub fn etcdctl_tls_args(&self) -> Vec<String> {
+        self.tls.etcdctl_args()
     }
 
     /// Starts the process (does not wait for it to be healthy).
@@ -156,14 +328,18 @@ impl EtcdProcess {
             .with_context(|| format!("opening {}", self.log_path().display()))?;
         let log2 = log.try_clone()?;
         let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let listen_client = match self.plain_endpoint() {
+            Some(plain) => format!("{client},{plain}"),
+            None => client.clone(),
+        };
+        let peer = self.peer_url();
         let child = Command::new(&self.bin)
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen-client-urls")
-            .arg(&client)
+            .arg(&listen_client)
             .arg("--advertise-client-urls")
             .arg(&client)
             .arg("--listen-peer-urls")
@@ -182,10 +358,15 @@ impl EtcdProcess {
         Ok(())
     }
 
-    /// Poll until the member answers `GET /health` with 200 and `"health":"true"`.
+    /// Poll until the member answers `GET /health` with 200 and `"health":"true"` (over TLS
+    /// when its client URLs are `https://`).
     pub fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        let tls = if self.tls.client {
+            Some(self.tls.client_config(&[b"http/1.1"])?)
+        } else {
+            None
+        };
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
@@ -201,7 +382,7 @@ impl EtcdProcess {
             } else {
                 bail!("{} is not running", self.name);
             }
-            let last = match http_get(addr, "/health") {
+            let last = match self.get_with(tls.clone(), "/health") {
                 Ok((200, body)) if body.contains("\"health\":\"true\"") => return Ok(()),
                 Ok((code, body)) => format!("GET /health -> {code} {}", body.trim()),
                 Err(e) => format!("{e:#}"),
@@ -221,14 +402,48 @@ impl EtcdProcess {
         }
     }
 
-    /// Client URL, `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+    /// `GET path` on the client port (HTTP/1.1; over TLS with the member's [`TlsOpts`] when
+    /// its client URLs are `https://`): (status code, body).
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        let tls = if self.tls.client {
+            Some(self.tls.client_config(&[b"http/1.1"])?)
+        } else {
+            None
+        };
+        self.get_with(tls, path)
     }
 
-    /// Peer URL, `http://127.0.0.1:PORT`.
+    fn get_with(
+        &self,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        path: &str,
+    ) -> Result<(u16, String)> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        match tls {
+            Some(cfg) => https_get(addr, cfg, path),
+            None => http_get(addr, path),
+        }
+    }
+
+    /// Client URL, `http://127.0.0.1:PORT` (`https://` with TLS client URLs): what etcdctl's
+    /// `--endpoints` takes.
+    pub fn endpoint(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}",
+            scheme(self.tls.client),
+            self.client_port
+        )
+    }
+
+    /// The second, plain `http://127.0.0.1:PORT` client URL ([`TlsOpts::plain_client_too`]).
+    pub fn plain_endpoint(&self) -> Option<String> {
+        self.plain_client_port
+            .map(|p| format!("http://127.0.0.1:{p}"))
+    }
+
+    /// Peer URL, `http://127.0.0.1:PORT` (`https://` with TLS peer URLs).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", scheme(self.tls.peer), self.peer_port)
     }
 
     pub fn client_port(&self) -> u16 {
@@ -257,6 +472,25 @@ impl EtcdProcess {
                 false
             }
             None => false,
+        }
+    }
+
+    /// Polls until the process exits by itself and returns how it exited; an error when it
+    /// is still running after `timeout` (it is left running) or was not running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                bail!("{} is not running", self.name);
+            };
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still runs after {timeout:?}", self.name);
+            }
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 
@@ -382,18 +616,57 @@ pub fn free_port() -> Result<u16> {
 
 /// Minimal HTTP/1.1 GET on loopback (std only): returns (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+    let mut s = connect(addr)?;
+    write_get(&mut s, addr, path)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading GET {path} from {addr}"))?;
+    parse_response(addr, &buf)
+}
+
+/// [`http_get`] over TLS with `config` (give it ALPN `http/1.1`, e.g. from
+/// [`TlsOpts::client_config`]); the server certificate is verified for `addr`'s IP.
+pub fn https_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<(u16, String)> {
+    let tcp = connect(addr)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(config, name)
+        .with_context(|| format!("TLS client for {addr}"))?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    write_get(&mut s, addr, path).with_context(|| format!("TLS handshake with {addr}"))?;
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) => {}
+        // a server that closes without close_notify, after a whole response
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading GET {path} from {addr} over TLS"))
+        }
+    }
+    parse_response(addr, &buf)
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    Ok(s)
+}
+
+fn write_get(s: &mut impl Write, addr: SocketAddr, path: &str) -> std::io::Result<()> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
     )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .with_context(|| format!("reading GET {path} from {addr}"))?;
-    let text = String::from_utf8_lossy(&buf);
+    s.flush()
+}
+
+fn parse_response(addr: SocketAddr, buf: &[u8]) -> Result<(u16, String)> {
+    let text = String::from_utf8_lossy(buf);
     let status = text
         .split_whitespace()
         .nth(1)
