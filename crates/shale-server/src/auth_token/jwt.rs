@@ -292,6 +292,78 @@ mod tests {
         assert!(v.valid_at(50));
     }
 
+    /// Writes an EC key pair made from `seed` (`len` bytes a scalar) as SEC1 (private) and SPKI (public) PEM files.
+    fn ec_pair<C>(dir: &std::path::Path, name: &str, seed: u8, len: usize)
+    where
+        C: p256::elliptic_curve::CurveArithmetic + p256::elliptic_curve::pkcs8::AssociatedOid,
+        C: p256::elliptic_curve::point::PointCompression,
+        p256::elliptic_curve::AffinePoint<C>: p256::elliptic_curve::sec1::FromSec1Point<C>
+            + p256::elliptic_curve::sec1::ToSec1Point<C>,
+        p256::elliptic_curve::FieldBytesSize<C>: p256::elliptic_curve::sec1::ModulusSize,
+    {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let mut bytes = vec![0u8; len];
+        bytes[5] = seed;
+        bytes[20] = 1;
+        let sk = p256::elliptic_curve::SecretKey::<C>::from_slice(&bytes).expect("scalar");
+        let pem = sk.to_sec1_pem(LineEnding::LF).expect("sec1");
+        std::fs::write(dir.join(format!("{name}.key")), pem.as_bytes()).expect("write");
+        let public = sk
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("spki");
+        std::fs::write(dir.join(format!("{name}.pub")), public).expect("write");
+    }
+
+    #[test]
+    fn ec_keys_are_checked_at_startup_and_verify_only_members_cannot_sign() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        ec_pair::<p256::NistP256>(d, "a", 1, 32);
+        ec_pair::<p256::NistP256>(d, "b", 2, 32);
+        ec_pair::<p521::NistP521>(d, "c", 3, 66);
+        let mk = |method, private: Option<&str>, public: Option<&str>| {
+            JwtTokens::new(&JwtOptions {
+                method,
+                priv_key: private.map(|f| d.join(f)),
+                pub_key: public.map(|f| d.join(f)),
+                ttl: DEFAULT_TTL,
+            })
+        };
+        let signer = mk(SignMethod::Es256, Some("a.key"), Some("a.pub")).expect("a pair");
+        let token = signer.assign("u", 3).expect("sign");
+        let verifier = mk(SignMethod::Es256, None, Some("a.pub")).expect("verify only");
+        assert!(!verifier.can_sign());
+        assert!(matches!(
+            verifier.assign("u", 3),
+            Err(TokenError::VerifyOnly)
+        ));
+        assert_eq!(verifier.info(&token), Some(("u".to_string(), 3)));
+        let other = mk(SignMethod::Es256, None, Some("b.pub")).expect("another key");
+        assert_eq!(other.info(&token), None);
+        assert!(matches!(
+            mk(SignMethod::Es256, Some("a.key"), Some("b.pub")),
+            Err(TokenError::KeyMismatch { .. })
+        ));
+        assert!(matches!(
+            mk(SignMethod::Es256, Some("c.key"), None),
+            Err(TokenError::BadKey { .. })
+        ));
+        assert!(matches!(
+            mk(SignMethod::Rs256, Some("a.key"), None),
+            Err(TokenError::BadKey { .. })
+        ));
+        let es512 = mk(SignMethod::Es512, Some("c.key"), Some("c.pub")).expect("P-521 pair");
+        let token = es512.assign("v", 9).expect("sign ES512");
+        let check = mk(SignMethod::Es512, None, Some("c.pub")).expect("verify only");
+        assert_eq!(check.info(&token), Some(("v".to_string(), 9)));
+        assert_eq!(
+            signer.info(&token),
+            None,
+            "an ES512 token on an ES256 member"
+        );
+    }
+
     #[test]
     fn hmac_tokens_round_trip_and_other_secrets_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");

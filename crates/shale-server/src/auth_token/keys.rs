@@ -135,14 +135,16 @@ impl KeyFile {
         })
     }
 
-    /// The file as PEM text; refused when it is not PEM at all.
+    /// The file as PEM text (leading blank lines dropped); refused when it is not PEM.
     fn pem(&self) -> Result<&str, TokenError> {
         let not_pem = || TokenError::NotPem {
             opt: self.opt,
             path: self.path.clone(),
         };
-        let text = std::str::from_utf8(&self.bytes).map_err(|_| not_pem())?;
-        pem::decode_label(text.trim_start().as_bytes()).map_err(|_| not_pem())?;
+        let text = std::str::from_utf8(&self.bytes)
+            .map_err(|_| not_pem())?
+            .trim_start();
+        pem::decode_label(text.as_bytes()).map_err(|_| not_pem())?;
         Ok(text)
     }
 
