@@ -85,11 +85,17 @@ pub struct TlsFlags {
     )]
     pub peer_cert_allowed_hostname: String,
     /// Minimum TLS version supported by etcd (TLS1.2 or TLS1.3).
-    #[arg(long = "tls-min-version", env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2", value_parser = |s: &str| s.parse::<TlsVersion>())]
-    pub tls_min_version: TlsVersion,
+    // Strings checked by `validate` (not clap value parsers): a bad value is then refused
+    // like every other bad TLS flag, in one line with exit code 1.
+    #[arg(
+        long = "tls-min-version",
+        env = "ETCD_TLS_MIN_VERSION",
+        default_value = "TLS1.2"
+    )]
+    pub tls_min_version: String,
     /// Maximum TLS version supported by etcd (empty: no maximum, i.e. TLS1.3).
-    #[arg(long = "tls-max-version", env = "ETCD_TLS_MAX_VERSION", value_parser = |s: &str| s.parse::<TlsVersion>())]
-    pub tls_max_version: Option<TlsVersion>,
+    #[arg(long = "tls-max-version", env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    pub tls_max_version: String,
     /// Comma-separated list of supported TLS cipher suites between client/server and peers
     /// (empty will be auto-populated). Applies to TLS 1.2; TLS 1.3 suites are fixed.
     #[arg(long = "cipher-suites", env = "ETCD_CIPHER_SUITES", default_value = "")]
@@ -104,7 +110,29 @@ enum Port {
 }
 
 impl TlsFlags {
-    fn server_config(&self, port: Port, cert: PathBuf, key: PathBuf) -> ServerTlsConfig {
+    /// `--tls-min-version` and `--tls-max-version` (empty: no maximum).
+    fn versions(&self) -> Result<(TlsVersion, Option<TlsVersion>), String> {
+        let min = self
+            .tls_min_version
+            .parse::<TlsVersion>()
+            .map_err(|e| format!("--tls-min-version: {e}"))?;
+        let max = match self.tls_max_version.as_str() {
+            "" => None,
+            v => Some(
+                v.parse::<TlsVersion>()
+                    .map_err(|e| format!("--tls-max-version: {e}"))?,
+            ),
+        };
+        Ok((min, max))
+    }
+
+    fn server_config(
+        &self,
+        port: Port,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Result<ServerTlsConfig, String> {
+        let (min_version, max_version) = self.versions()?;
         let (prefix, ca, auth, crl, cns, hosts) = match port {
             Port::Client => (
                 "",
@@ -123,7 +151,7 @@ impl TlsFlags {
                 self.peer_cert_allowed_hostname.clone(),
             ),
         };
-        ServerTlsConfig {
+        Ok(ServerTlsConfig {
             flag_prefix: prefix.into(),
             cert_file: cert,
             key_file: key,
@@ -132,10 +160,10 @@ impl TlsFlags {
             crl_file: crl.clone(),
             allowed_cns: split_list(&cns),
             allowed_hostnames: split_list(&hosts),
-            min_version: Some(self.tls_min_version),
-            max_version: self.tls_max_version,
+            min_version: Some(min_version),
+            max_version,
             cipher_suites: split_list(&self.cipher_suites),
-        }
+        })
     }
 
     /// The explicit certificate files of a port, if both are given.
@@ -188,7 +216,7 @@ impl TlsFlags {
                 port,
                 cert.clone().unwrap_or_default(),
                 key.clone().unwrap_or_default(),
-            );
+            )?;
             cfg.validate().map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -239,7 +267,7 @@ impl TlsFlags {
             return Ok(None);
         }
         let (cert, key) = self.pair_files(Port::Client, data_dir, listen_urls)?;
-        let mut cfg = self.server_config(Port::Client, cert, key);
+        let mut cfg = self.server_config(Port::Client, cert, key)?;
         if self.files(Port::Client).is_none() && cfg.client_cert_auth {
             tracing::warn!("--client-cert-auth is ignored with --auto-tls (as in etcd)");
             cfg.client_cert_auth = false;
@@ -265,7 +293,7 @@ impl TlsFlags {
         }
         let (cert, key) = self.pair_files(Port::Peer, data_dir, listen_urls)?;
         let auto = self.files(Port::Peer).is_none();
-        let mut scfg = self.server_config(Port::Peer, cert, key);
+        let mut scfg = self.server_config(Port::Peer, cert, key)?;
         if auto && scfg.client_cert_auth {
             tracing::warn!("--peer-client-cert-auth is ignored with --peer-auto-tls (as in etcd)");
             scfg.client_cert_auth = false;
@@ -287,8 +315,8 @@ impl TlsFlags {
             key_pair: Some(pair),
             insecure_skip_verify: auto || self.peer_trusted_ca_file.is_none(),
             provider: None,
-            min_version: Some(self.tls_min_version),
-            max_version: self.tls_max_version,
+            min_version: scfg.min_version,
+            max_version: scfg.max_version,
         }
         .build()
         .map_err(|e| e.to_string())?;

@@ -67,11 +67,50 @@ async fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig
     }
 }
 
+/// How long a refused client is given to read the alert before its socket is closed.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why a handshake did not produce a connection.
+enum Refused {
+    /// The client closed before sending a byte (a port probe): not worth a warning.
+    Silent,
+    /// A failed handshake; the socket, to close gracefully.
+    Failed(std::io::Error, TcpStream),
+}
+
 async fn handshake(acc: tokio_rustls::TlsAcceptor, sock: TcpStream, addr: SocketAddr, tx: Tx) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(sock)).await {
+    let attempt = async {
+        // A first byte that is not a TLS handshake record (content type 22) is a plaintext
+        // client (an HTTP/1 request, the HTTP/2 preface) or garbage: refused without an
+        // alert, as Go's TLS stack (etcd) does, so a plaintext client sees its connection
+        // closed rather than alert bytes it would take for a response.
+        let mut first = [0u8; 1];
+        match sock.peek(&mut first).await {
+            Ok(0) => return Err(Refused::Silent),
+            Ok(_) if first[0] != 22 => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "first record does not look like a TLS handshake",
+                );
+                return Err(Refused::Failed(e, sock));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Refused::Failed(e, sock)),
+        }
+        acc.accept(sock)
+            .into_fallible()
+            .await
+            .map_err(|(e, sock)| Refused::Failed(e, sock))
+    };
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err(Refused::Silent)) => {
+            tracing::debug!(remote_addr = %addr, "connection closed before a TLS handshake");
+            return;
+        }
+        Ok(Err(Refused::Failed(e, sock))) => {
             tracing::warn!(remote_addr = %addr, error = %e, "rejected connection: TLS handshake failed");
+            linger(sock).await;
             return;
         }
         Err(_) => {
@@ -91,4 +130,19 @@ async fn handshake(acc: tokio_rustls::TlsAcceptor, sock: TcpStream, addr: Socket
         tls: true,
     };
     let _ = tx.send(Ok(MaybeTls::Tls(Box::new(stream), info))).await;
+}
+
+/// Closes a refused connection gracefully: FIN after the alert already written, then what
+/// the client still sends is read and dropped until it closes (at most [`LINGER`]). Closing
+/// with unread bytes would send a TCP reset instead, and a client that sent its first
+/// request right after its part of a TLS 1.3 handshake (as curl does) would see "connection
+/// reset" and lose the alert that says why it was refused.
+async fn linger(mut sock: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = sock.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 4096];
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }

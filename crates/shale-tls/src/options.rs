@@ -45,7 +45,7 @@ pub(crate) fn versions(
     let max = max.unwrap_or(TlsVersion::Tls13);
     if min > max {
         return Err(TlsError::Config(format!(
-            "min version ({min}) is greater than max version ({max})"
+            "--tls-min-version ({min}) is greater than --tls-max-version ({max})"
         )));
     }
     let mut out = Vec::new();

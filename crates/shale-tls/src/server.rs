@@ -63,10 +63,12 @@ impl ServerTlsConfig {
         }
         if !self.cipher_suites.is_empty() && self.min_version == Some(TlsVersion::Tls13) {
             return Err(TlsError::Config(
-                "cipher suites cannot be configured when only TLS1.3 is enabled".into(),
+                "--cipher-suites cannot be configured when only TLS1.3 is enabled (--tls-min-version=TLS1.3)".into(),
             ));
         }
         versions(self.min_version, self.max_version)?;
+        // As etcd, refuse unknown suite names even when no port uses TLS.
+        self.provider()?;
         Ok(())
     }
 
@@ -102,17 +104,29 @@ impl ServerTlsConfig {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions(self.min_version, self.max_version)?)
             .map_err(|e| TlsError::Config(format!("TLS versions: {e}")))?;
-        let builder = match (&self.trusted_ca_file, self.client_cert_auth) {
-            (Some(ca), true) => {
-                let roots = crate::pem::roots(&self.flag("trusted-ca-file"), ca)?;
+        // The CA and CRL files are read whenever they are given, so a bad one is refused at
+        // startup (etcd refuses a bad --trusted-ca-file even without --client-cert-auth);
+        // they are used only with client certificate authentication.
+        let roots = match &self.trusted_ca_file {
+            Some(ca) => Some(crate::pem::roots(&self.flag("trusted-ca-file"), ca)?),
+            None => None,
+        };
+        let crls = match &self.crl_file {
+            Some(crl) => {
+                let flag = if self.flag_prefix.is_empty() {
+                    "--client-crl-file".to_string()
+                } else {
+                    self.flag("crl-file")
+                };
+                crate::pem::crls(&flag, crl)?
+            }
+            None => Vec::new(),
+        };
+        let builder = match (roots, self.client_cert_auth) {
+            (Some(roots), true) => {
                 let mut v = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
-                if let Some(crl) = &self.crl_file {
-                    let flag = if self.flag_prefix.is_empty() {
-                        "--client-crl-file".to_string()
-                    } else {
-                        self.flag("crl-file")
-                    };
-                    v = v.with_crls(crate::pem::crls(&flag, crl)?);
+                if !crls.is_empty() {
+                    v = v.with_crls(crls);
                 }
                 let v = v
                     .build()
