@@ -1,6 +1,7 @@
 //! A 3-member cluster serves every request on every member: writes and linearizable reads
 //! on followers, watches on followers, leases on followers, the member list, MoveLeader,
-//! and membership changes (add a learner, start it, promote it, remove an old member).
+//! and membership changes (add a learner, start it, promote it, remove an old member), and
+//! a removed follower stops itself, as etcd's does.
 
 mod cluster_util;
 
@@ -269,6 +270,123 @@ async fn add_learner_promote_and_remove_under_writes() {
             "acknowledged {k} missing on n4"
         );
     }
+}
+
+/// A follower removed under writes stops by itself (etcd's message, exit code 0), stops
+/// again when restarted on its data dir, and the two members left keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_follower_stops_itself() {
+    let mut c = start(3, &[]);
+    let leader = wait_leader(&mut c, T).await.expect("leader");
+    let gone = (leader + 1) % 3;
+    let eps: Vec<String> = c.iter().map(|m| m.endpoint()).collect();
+    let kept: Vec<String> = (0..3)
+        .filter(|i| *i != gone)
+        .map(|i| eps[i].clone())
+        .collect();
+    let gone_id = status(&eps[gone])
+        .await
+        .expect("status")
+        .header
+        .expect("h")
+        .member_id;
+    // Every member has published its name (so each peer knows the follower was a member).
+    let mut cl = ClusterClient::new(channel(&kept[0]).await.expect("channel"));
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let list = cl
+            .member_list(MemberListRequest { linearizable: true })
+            .await
+            .expect("member list")
+            .into_inner();
+        if list.members.iter().all(|m| !m.name.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_converged(&mut c, T).await.expect("converged");
+    // Writes through the two members that stay, during the removal.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (eps, stop) = (kept.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if put(&eps[i % 2], &format!("/rm/k{i}"), "v").await.is_ok() {
+                    acked.push(i);
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    let t0 = std::time::Instant::now();
+    let left = cl
+        .member_remove(MemberRemoveRequest { id: gone_id })
+        .await
+        .expect("remove")
+        .into_inner();
+    assert!(left.members.iter().all(|m| m.id != gone_id), "{left:?}");
+    let exit = c[gone]
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c[gone].log_tail(20)));
+    eprintln!(
+        "removed follower exited {:.2} s after the removal",
+        t0.elapsed().as_secs_f64()
+    );
+    let log = c[gone].log_tail(40);
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(
+        log.contains("the member has been permanently removed from the cluster"),
+        "{log}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.await.expect("writer");
+    assert!(!acked.is_empty());
+
+    // Restarted on its data dir, it is told again and stops again: it never comes back.
+    let t0 = std::time::Instant::now();
+    c[gone].spawn_again().expect("restart the removed member");
+    let exit = c[gone]
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c[gone].log_tail(20)));
+    assert_eq!(exit.code(), Some(0), "{}", c[gone].log_tail(20));
+    eprintln!(
+        "restarted, it exited again after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // The two members left serve writes and linearizable reads and hold every acked write.
+    let mut rest: Vec<EtcdProcess> = c
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != gone)
+        .map(|(_, m)| m)
+        .collect();
+    wait_leader(&mut rest, T).await.expect("leader of the two");
+    for (i, ep) in kept.iter().enumerate() {
+        put(ep, &format!("/rm/after{i}"), "1")
+            .await
+            .expect("put after");
+        for other in &kept {
+            let v = get(other, &format!("/rm/after{i}"), false).await;
+            assert_eq!(v.expect("get").as_deref(), Some("1"));
+        }
+    }
+    wait_converged(&mut rest, T).await.expect("converged");
+    let on = dump(&kept[1], "/rm/").await.expect("dump");
+    for i in acked {
+        let k = format!("/rm/k{i}");
+        assert!(on.iter().any(|(x, _)| *x == k), "acknowledged {k} missing");
+    }
+    let list = cl
+        .member_list(MemberListRequest { linearizable: true })
+        .await
+        .expect("member list")
+        .into_inner();
+    assert_eq!(list.members.len(), 2, "{list:?}");
 }
 
 fn initial_cluster(c: &[EtcdProcess]) -> String {

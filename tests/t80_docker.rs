@@ -4,7 +4,10 @@
 //! - `docker pause` of the leader past the election timeout, then `unpause`: no stale read
 //!   from the old leader, and nothing it acknowledges is lost;
 //! - `docker network disconnect` of a member, writes, `connect`: it catches up;
-//! - `docker compose restart` keeps all data.
+//! - `docker compose restart` keeps all data;
+//! - the TLS variant (docker/compose.tls.yaml, certificates from docker/tls/gen-certs.sh):
+//!   healthy through `shale healthcheck` over mutual TLS, etcdctl with kubeadm's client
+//!   certificates works on every member, a client without a certificate is refused.
 //!
 //! Needs the release binary (`cargo build --release`) and a Docker engine; without an engine
 //! the tests skip themselves unless `SHALE_DOCKER_TESTS=1`. Tests run one at a time (each
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use cluster_util::{dump, get, kv, put, status};
 use compose_util::{docker, docker_available, Compose, SERVICES};
 use shale_api::etcdserverpb::PutRequest;
+use shale_testkit::process::etcdctl35_bin;
 use tokio::sync::MutexGuard;
 
 /// One compose cluster at a time: 2 cores do not run two well.
@@ -397,4 +401,102 @@ async fn t84_compose_restart_keeps_data() {
     let (_, rev_after) = c.wait_converged(SETTLE).await.expect("converged");
     assert_eq!(rev_after, rev_before, "revision changed across the restart");
     assert_all_present(&c, "/restart/", &acked).await;
+}
+
+/// etcdctl 3.5 against member `i` of a TLS cluster with `tls` (its --cacert/--cert/--key
+/// flags): (success, stdout, stderr).
+fn etcdctl_tls(c: &Compose, i: usize, tls: &[String], args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(etcdctl35_bin().expect("etcdctl 3.5"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", c.endpoint(i)))
+        .args(["--dial-timeout=3s", "--command-timeout=5s"])
+        .args(tls)
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_compose_tls_mutual_tls() {
+    if !docker_available() {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let c = Compose::tls("tls").expect("compose project with certificates");
+    let t0 = Instant::now();
+    c.up().expect("compose up");
+    // Docker's health check is `shale healthcheck https://…` with the health-check client
+    // certificate: healthy means that probe passed on every member.
+    c.wait_healthy(HEALTHY).await.expect("healthy");
+    eprintln!("tls: up to healthy in {:.1} s", t0.elapsed().as_secs_f64());
+    let pki = c.pki().expect("certificates").to_path_buf();
+    let flags = |cert: &str| -> Vec<String> {
+        let mut f = vec![format!("--cacert={}", pki.join("etcd/ca.crt").display())];
+        if !cert.is_empty() {
+            f.push(format!(
+                "--cert={}",
+                pki.join(format!("{cert}.crt")).display()
+            ));
+            f.push(format!(
+                "--key={}",
+                pki.join(format!("{cert}.key")).display()
+            ));
+        }
+        f
+    };
+    let apiserver = flags("apiserver-etcd-client");
+    // One leader, seen by every member over mutual TLS (the peers talk over mTLS too).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let leaders: BTreeSet<String> = (0..3)
+            .map(|i| {
+                let (ok, out, err) =
+                    etcdctl_tls(&c, i, &apiserver, &["endpoint", "status", "-w", "fields"]);
+                let leader = out.lines().find(|l| l.starts_with("\"Leader\""));
+                match (ok, leader) {
+                    (true, Some(l)) => l.to_string(),
+                    _ => format!("{}: {err}", SERVICES[i]),
+                }
+            })
+            .collect();
+        if leaders.len() == 1 && !leaders.iter().any(|l| l.ends_with(": 0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Writes through every member with the apiserver's certificate; linearizable reads of
+    // them on the next member, with the health-check client's.
+    let health = flags("etcd/healthcheck-client");
+    for i in 0..3 {
+        let key = format!("/tls/{i}");
+        let (ok, out, err) = etcdctl_tls(&c, i, &apiserver, &["put", &key, "v"]);
+        assert!(ok && out == "OK", "put on {}: {out} {err}", SERVICES[i]);
+        let (ok, out, err) = etcdctl_tls(
+            &c,
+            (i + 1) % 3,
+            &health,
+            &["get", &key, "--print-value-only"],
+        );
+        assert!(
+            ok && out == "v",
+            "get on {}: {out:?} {err}",
+            SERVICES[(i + 1) % 3]
+        );
+    }
+    // A client that trusts the CA but has no certificate of its own is refused.
+    let (ok, out, err) = etcdctl_tls(&c, 0, &flags(""), &["get", "/tls/0", "--print-value-only"]);
+    assert!(
+        !ok && !out.contains('v'),
+        "a client without a certificate got {out:?} {err}"
+    );
+    eprintln!(
+        "tls: no client certificate: {}",
+        err.lines().last().unwrap_or_default()
+    );
 }

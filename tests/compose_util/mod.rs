@@ -1,5 +1,7 @@
-//! Driving `docker/compose.yaml` from tests: one compose project per test, with its own
-//! project name and free host ports, torn down (volumes included) when dropped.
+//! Driving `docker/compose.yaml` (or its TLS variant, `docker/compose.tls.yaml`, with
+//! certificates made by `docker/tls/gen-certs.sh` in a temp dir) from tests: one compose
+//! project per test, with its own project name and free host ports, torn down (volumes
+//! included) when dropped.
 //!
 //! The compose tool is `docker compose` when the plugin is installed, else the standalone
 //! `docker-compose`. Without a Docker engine the tests skip themselves, unless
@@ -7,7 +9,7 @@
 //! polls a condition (container health, member status), never a fixed sleep.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -83,6 +85,10 @@ pub struct Compose {
     pub ports: [u16; 3],
     /// `SHALE_TARGET` for the Dockerfile: the triple directory holding the release binary.
     target: String,
+    /// The compose file, relative to the repository root.
+    file: &'static str,
+    /// The TLS variant's certificates (`SHALE_TLS_DIR`), removed after the project is down.
+    pki: Option<tempfile::TempDir>,
 }
 
 impl Compose {
@@ -100,11 +106,33 @@ impl Compose {
             project: format!("shale-{test}-{}", std::process::id()),
             ports: [free_port()?, free_port()?, free_port()?],
             target,
+            file: "docker/compose.yaml",
+            pki: None,
         })
     }
 
-    fn file() -> PathBuf {
-        repo_root().join("docker/compose.yaml")
+    /// A new project of the TLS variant, with fresh certificates for shale-1..3 made by
+    /// `docker/tls/gen-certs.sh` (nothing started yet).
+    pub fn tls(test: &str) -> Result<Self> {
+        let pki = tempfile::Builder::new().prefix("shale-pki-").tempdir()?;
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("docker/tls/gen-certs.sh"))
+            .arg(pki.path())
+            .args(SERVICES);
+        run(cmd)?;
+        let mut c = Self::new(test)?;
+        c.file = "docker/compose.tls.yaml";
+        c.pki = Some(pki);
+        Ok(c)
+    }
+
+    /// The TLS variant's certificate directory (kubeadm's layout, see gen-certs.sh).
+    pub fn pki(&self) -> Option<&Path> {
+        self.pki.as_ref().map(tempfile::TempDir::path)
+    }
+
+    fn file(&self) -> PathBuf {
+        repo_root().join(self.file)
     }
 
     /// The compose tool with this project's name, file and ports.
@@ -112,13 +140,19 @@ impl Compose {
         let mut cmd = Command::new(&self.program[0]);
         cmd.args(&self.program[1..])
             .arg("-f")
-            .arg(Self::file())
+            .arg(self.file())
             .args(["-p", &self.project])
             .args(args)
             .env("SHALE_TARGET", &self.target)
             .env("SHALE_1_CLIENT_PORT", self.ports[0].to_string())
             .env("SHALE_2_CLIENT_PORT", self.ports[1].to_string())
-            .env("SHALE_3_CLIENT_PORT", self.ports[2].to_string());
+            .env("SHALE_3_CLIENT_PORT", self.ports[2].to_string())
+            .env("SHALE_TLS_1_CLIENT_PORT", self.ports[0].to_string())
+            .env("SHALE_TLS_2_CLIENT_PORT", self.ports[1].to_string())
+            .env("SHALE_TLS_3_CLIENT_PORT", self.ports[2].to_string());
+        if let Some(pki) = self.pki() {
+            cmd.env("SHALE_TLS_DIR", pki);
+        }
         cmd
     }
 
@@ -134,9 +168,10 @@ impl Compose {
         self.compose(&["up", "-d", "--build"]).map(drop)
     }
 
-    /// The client endpoint of member `i`.
+    /// The client endpoint of member `i` (`https://` for the TLS variant).
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[i])
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.ports[i])
     }
 
     pub fn endpoints(&self) -> Vec<String> {
