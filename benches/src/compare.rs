@@ -1,6 +1,7 @@
 //! `shale-bench compare`: the identical load against real etcd and against Shale, one after
 //! the other on loopback, each on a fresh server with a fresh temp data dir; writes
-//! `report.md` and `report.json`.
+//! `report.md` and `report.json`. With `--tls` both run with client and peer mTLS on the
+//! same certificates (see [`crate::certs`]) and the load goes over TLS.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,9 +13,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use serde::Serialize;
-use shale_testkit::process::{http_get, EtcdProcess};
+use shale_testkit::process::EtcdProcess;
 
-use crate::pool::ClientPool;
+use crate::certs::TestCerts;
+use crate::pool::{ClientPool, Dial};
 use crate::report::Report;
 use crate::runner::{run, LoadSpec};
 use crate::sysinfo;
@@ -54,6 +56,8 @@ pub struct CompareOpts {
     pub serializable: bool,
     pub timeout: Duration,
     pub progress: bool,
+    /// Client and peer mTLS on both systems, the load over TLS.
+    pub tls: bool,
 }
 
 /// The load parameters of one workload, as run against both systems.
@@ -69,6 +73,8 @@ pub struct Params {
     pub sequential_keys: Option<bool>,
     pub key: Option<String>,
     pub consistency: Option<String>,
+    /// The load went over TLS to members with client and peer mTLS.
+    pub tls: bool,
     /// The equivalent single-endpoint command line.
     pub command: String,
 }
@@ -181,6 +187,9 @@ impl CompareOpts {
         if let Some(r) = self.rate {
             let _ = write!(s, " --rate {r}");
         }
+        if self.tls {
+            s.push_str(" --cacert CA --cert CLIENT_CERT --key CLIENT_KEY");
+        }
         s
     }
     fn put_params(&self) -> Params {
@@ -195,6 +204,7 @@ impl CompareOpts {
             sequential_keys: Some(self.sequential_keys),
             key: None,
             consistency: None,
+            tls: self.tls,
             command: format!(
                 "shale-bench put --endpoints ENDPOINT {} --key-size {} --val-size {} --key-space {}{}",
                 self.common_flags(),
@@ -218,10 +228,11 @@ impl CompareOpts {
             sequential_keys: None,
             key: Some(self.range_key.clone()),
             consistency: Some(c.into()),
+            tls: self.tls,
             command: format!(
-                "shale-bench range --endpoints ENDPOINT {} --key {} --consistency {c} --seed-val-size {}",
-                self.common_flags(),
+                "shale-bench range {} --endpoints ENDPOINT {} --consistency {c} --seed-val-size {}",
                 self.range_key,
+                self.common_flags(),
                 self.val_size
             ),
         }
@@ -235,6 +246,12 @@ pub async fn compare(opts: &CompareOpts) -> Result<serde_json::Value> {
     let shale = resolve_shale(opts.shale_bin.as_deref())?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating output dir {}", opts.out.display()))?;
+    let certs = if opts.tls {
+        Some(tokio::task::spawn_blocking(TestCerts::make).await??)
+    } else {
+        None
+    };
+    let certs = certs.map(Arc::new);
     let systems: [(&str, &Path, &[String]); 2] = [
         ("etcd", &etcd, &opts.etcd_args),
         ("shale", &shale, &opts.shale_args),
@@ -247,7 +264,7 @@ pub async fn compare(opts: &CompareOpts) -> Result<serde_json::Value> {
             opts.key_space,
             opts.sequential_keys,
         )?);
-        results.push(compare_one(opts, &systems, w, opts.put_params()).await?);
+        results.push(compare_one(opts, &systems, certs.as_ref(), w, opts.put_params()).await?);
     }
     if matches!(opts.workload, WorkloadSel::Range | WorkloadSel::Both) {
         let mut seed = vec![0u8; opts.val_size];
@@ -258,7 +275,7 @@ pub async fn compare(opts: &CompareOpts) -> Result<serde_json::Value> {
             serializable: opts.serializable,
             seed_value: Some(Bytes::from(seed)),
         });
-        results.push(compare_one(opts, &systems, w, opts.range_params()).await?);
+        results.push(compare_one(opts, &systems, certs.as_ref(), w, opts.range_params()).await?);
     }
 
     let date = sysinfo::utc_now();
@@ -272,18 +289,23 @@ pub async fn compare(opts: &CompareOpts) -> Result<serde_json::Value> {
     meta.insert("date".into(), date.clone().into());
     meta.insert("machine".into(), machine.clone().into());
     meta.insert("quick".into(), opts.quick.into());
+    meta.insert("tls".into(), opts.tls.into());
     let json_path = opts.out.join("report.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
     let md_path = opts.out.join("report.md");
-    std::fs::write(&md_path, markdown(&results, &date, &machine, opts.quick))
-        .with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(
+        &md_path,
+        markdown(&results, &date, &machine, opts.quick, opts.tls),
+    )
+    .with_context(|| format!("writing {}", md_path.display()))?;
     Ok(json)
 }
 
 async fn compare_one<W: Workload>(
     opts: &CompareOpts,
     systems: &[(&str, &Path, &[String])],
+    certs: Option<&Arc<TestCerts>>,
     workload: Arc<W>,
     params: Params,
 ) -> Result<WorkloadResult> {
@@ -295,7 +317,7 @@ async fn compare_one<W: Workload>(
             bin.display(),
             params.command
         );
-        let r = run_against(opts, name, bin, args, workload.clone())
+        let r = run_against(opts, name, bin, args, certs, workload.clone())
             .await
             .with_context(|| format!("{} against {name} ({})", workload.name(), bin.display()))?;
         eprintln!(
@@ -325,25 +347,31 @@ async fn run_against<W: Workload>(
     name: &str,
     bin: &Path,
     extra: &[String],
+    certs: Option<&Arc<TestCerts>>,
     workload: Arc<W>,
 ) -> Result<SystemResult> {
     let mut args: Vec<String> = vec!["--log-level".into(), "warn".into()];
+    args.extend(certs.map(|c| c.server_flags()).unwrap_or_default());
     args.extend(extra.iter().cloned());
+    let tls = certs.map(|c| c.testkit_opts()).unwrap_or_default();
     let bin_owned = bin.to_path_buf();
     let mut server = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        EtcdProcess::start(&bin_owned, &a)
+        EtcdProcess::start_tls(&bin_owned, tls, &a)
     })
     .await?
     .with_context(|| format!("starting {name}"))?;
     let pid = server.pid().context("server has no pid")?;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.client_port()));
-    let version = http_get(addr, "/version")
+    let version = server
+        .get("/version")
         .map(|(_, body)| body.trim().to_string())
         .unwrap_or_else(|e| format!("unknown ({e:#})"));
 
-    let pool =
-        ClientPool::connect(&[server.endpoint()], opts.conns(), Duration::from_secs(5)).await?;
+    let dial = match certs {
+        Some(c) => Dial::new(Duration::from_secs(5), &c.client_files())?,
+        None => Dial::plain(Duration::from_secs(5)),
+    };
+    let pool = ClientPool::connect(&[server.endpoint()], opts.conns(), &dial).await?;
     // watchdog: stop the load as soon as the server process is gone
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -402,7 +430,13 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 }
 
 /// The Markdown report.
-pub fn markdown(results: &[WorkloadResult], date: &str, machine: &str, quick: bool) -> String {
+pub fn markdown(
+    results: &[WorkloadResult],
+    date: &str,
+    machine: &str,
+    quick: bool,
+    tls: bool,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# shale-bench compare: Shale vs etcd\n");
     let _ = writeln!(s, "- date: {date}");
@@ -412,6 +446,13 @@ pub fn markdown(results: &[WorkloadResult], date: &str, machine: &str, quick: bo
         "- load generator and server run on the same machine and share its cores; \
          servers run one after the other, each on a fresh data dir"
     );
+    if tls {
+        let _ = writeln!(
+            s,
+            "- TLS: client and peer mTLS on both systems (`--client-cert-auth`, \
+             `--peer-client-cert-auth`, the same RSA 2048 certificates); the load goes over TLS"
+        );
+    }
     if quick {
         let _ = writeln!(
             s,

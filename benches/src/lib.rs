@@ -5,7 +5,8 @@
 //! scenarios S1–S6 that grow on top of them:
 //!
 //! * [`pool`] — `--conns` gRPC channels (one HTTP/2 connection each) over the `--endpoints`;
-//!   client `i` uses channel `i % conns`, as etcd's `benchmark` does.
+//!   client `i` uses channel `i % conns`, as etcd's `benchmark` does; `https://` endpoints
+//!   with etcdctl's `--cacert`/`--cert`/`--key`/`--insecure-skip-tls-verify`.
 //! * [`workload`] — what one request is ([`workload::Workload`]); `put` and `range` follow
 //!   etcd's `benchmark put` / `benchmark range`.
 //! * [`runner`] — drives `--clients` concurrent clients through `--total` requests, closed
@@ -14,8 +15,10 @@
 //!   percentiles, errors) printed as text or JSON.
 //! * [`sysinfo`] — process CPU / RSS from `/proc`, machine description, dates.
 //! * [`compare`] — starts etcd and Shale one after the other with fresh data dirs, runs the
-//!   identical load against each and writes `report.md` / `report.json`.
+//!   identical load against each and writes `report.md` / `report.json`; with `--tls` both
+//!   run with client and peer mTLS on certificates made by [`certs`].
 
+pub mod certs;
 pub mod compare;
 pub mod continuity;
 pub mod kube;

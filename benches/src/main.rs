@@ -10,7 +10,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use shale_bench::compare::{compare, CompareOpts, WorkloadSel};
 use shale_bench::monitor::Servers;
-use shale_bench::pool::ClientPool;
+use shale_bench::pool::{ClientPool, Dial};
 use shale_bench::report::Report;
 use shale_bench::runner::{run, LoadSpec};
 use shale_bench::scenario::{ScenarioArgs, ScenarioId};
@@ -38,7 +38,7 @@ struct Cli {
 enum Cmd {
     /// Put keys, like `etcd benchmark put`.
     Put(PutArgs),
-    /// Range one key (or a range), like `etcd benchmark range`.
+    /// Range one key (or a range), like `etcd benchmark range KEY [END]`.
     Range(RangeArgs),
     /// Run the same load against real etcd and Shale, write DIR/report.md and DIR/report.json.
     Compare(CompareArgs),
@@ -79,7 +79,42 @@ struct RunArgs {
     #[arg(long)]
     timeout: Option<f64>,
     #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
     scenario_args: ScenarioArgs,
+}
+
+/// etcdctl's client TLS flags. `https://` endpoints need `--cacert` (or
+/// `--insecure-skip-tls-verify`); with any of these given, an endpoint without a scheme is
+/// dialed over TLS, as etcd's client does.
+#[derive(Args, Debug)]
+struct TlsArgs {
+    /// CA bundle that verifies the servers' certificates.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Client certificate (for servers with --client-cert-auth); needs --key.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Key of the client certificate.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Accept any server certificate (e.g. a server with --auto-tls).
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+}
+
+impl TlsArgs {
+    fn dial(&self, timeout: Duration) -> Result<Dial> {
+        Dial::new(
+            timeout,
+            &shale_tls::ClientTlsFiles {
+                ca: self.cacert.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                insecure_skip_verify: self.insecure_skip_tls_verify,
+            },
+        )
+    }
 }
 
 /// Connection and load flags shared by `put` and `range` (etcd's names and defaults).
@@ -112,6 +147,8 @@ struct LoadArgs {
     /// Print progress to stderr every 5 s.
     #[arg(long)]
     progress: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 impl LoadArgs {
@@ -125,12 +162,8 @@ impl LoadArgs {
         }
     }
     async fn pool(&self) -> Result<ClientPool> {
-        ClientPool::connect(
-            &self.endpoints,
-            self.conns,
-            Duration::from_secs_f64(self.dial_timeout),
-        )
-        .await
+        let dial = self.tls.dial(Duration::from_secs_f64(self.dial_timeout))?;
+        ClientPool::connect(&self.endpoints, self.conns, &dial).await
     }
 }
 
@@ -164,11 +197,11 @@ enum Consistency {
 struct RangeArgs {
     #[command(flatten)]
     load: LoadArgs,
-    /// Key to read.
-    #[arg(long, default_value = "foo")]
-    key: String,
+    /// Key to read (positional, as in etcd's `benchmark range`; `--key` is the TLS key).
+    #[arg(value_name = "KEY", default_value = "foo")]
+    range_key: String,
     /// Range end (empty = just the key).
-    #[arg(long, default_value = "")]
+    #[arg(value_name = "END", default_value = "")]
     end: String,
     /// l = linearizable, s = serializable.
     #[arg(long, value_enum, default_value = "l")]
@@ -243,6 +276,11 @@ struct CompareArgs {
     /// Print progress to stderr every 5 s.
     #[arg(long)]
     progress: bool,
+    /// Start both systems with client and peer mTLS (https:// client and peer URLs,
+    /// --client-cert-auth, --peer-client-cert-auth; one openssl-made CA and certificates for
+    /// both) and drive them over TLS. Needs `openssl` on PATH.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn print(report: &Report, json: bool) -> Result<()> {
@@ -270,7 +308,7 @@ async fn main() -> Result<()> {
                 Bytes::from(v)
             });
             let w = RangeWorkload {
-                key: Bytes::from(a.key.into_bytes()),
+                key: Bytes::from(a.range_key.into_bytes()),
                 range_end: Bytes::from(a.end.into_bytes()),
                 serializable: matches!(a.consistency, Consistency::S),
                 seed_value,
@@ -287,8 +325,10 @@ async fn main() -> Result<()> {
             sa.conns = a.conns;
             sa.total = a.total;
             sa.timeout = a.timeout;
+            let mut params = sa.resolve(id, a.quick)?;
+            params.tls = a.tls;
             let opts = ScenarioCompareOpts {
-                params: sa.resolve(id, a.quick)?,
+                params,
                 members: a.members,
                 out: a.out.clone(),
                 etcd_bin: a.etcd_bin,
@@ -296,6 +336,7 @@ async fn main() -> Result<()> {
                 etcd_args: a.etcd_arg,
                 shale_args: a.shale_arg,
                 progress: true,
+                tls: a.tls,
             };
             compare_scenario(&opts).await?;
             eprintln!(
@@ -311,12 +352,15 @@ async fn main() -> Result<()> {
             sa.conns = a.conns;
             sa.total = a.total;
             sa.timeout = a.timeout;
-            let params = sa.resolve(a.scenario, a.quick)?;
+            let mut params = sa.resolve(a.scenario, a.quick)?;
+            let dial = a.tls.dial(Duration::from_secs(5))?;
+            params.tls = dial.tls.is_some();
             let servers = Servers {
                 pids: a.server_pid,
                 data_dirs: a.data_dir,
             };
-            let md = run_target(&a.endpoints, servers, params, a.out.as_deref(), true).await?;
+            let md =
+                run_target(&a.endpoints, &dial, servers, params, a.out.as_deref(), true).await?;
             print!("{md}");
             Ok(())
         }
@@ -341,6 +385,7 @@ async fn main() -> Result<()> {
                 serializable: matches!(a.consistency, Consistency::S),
                 timeout: Duration::from_secs_f64(a.timeout.unwrap_or(30.0)),
                 progress: a.progress,
+                tls: a.tls,
             };
             compare(&opts).await?;
             eprintln!(

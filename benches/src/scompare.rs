@@ -8,6 +8,9 @@
 //! phases; the watch lag figures are the worst phase's. A system that cannot start or dies
 //! gets `{"error": ...}` in the report (with its last log lines) and `compare` fails after
 //! writing the report, so a broken side is never mistaken for a slow one.
+//!
+//! `--tls` starts both systems with client and peer mTLS on the same certificates (made
+//! once per comparison, see [`crate::certs`]) and drives them over TLS.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,10 +22,11 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::certs::TestCerts;
 use crate::compare::{resolve_etcd, resolve_shale};
 use crate::monitor::{Monitor, Sample, Servers};
 use crate::plot::{chart, plot_quantiles, Series, XAxis};
-use crate::pool::ClientPool;
+use crate::pool::{ClientPool, Dial};
 use crate::scenario::{self, Ctx, Params, PhaseResult, ScenarioResult};
 use crate::sysinfo;
 use crate::topology::Topology;
@@ -129,11 +133,12 @@ impl Summary {
 /// Run the scenario against `endpoints`; `servers` (may be empty) are sampled and watched.
 pub async fn run_scenario(
     endpoints: &[String],
+    dial: &Dial,
     servers: Servers,
     params: Params,
     progress: bool,
 ) -> Result<(ScenarioResult, Vec<Sample>, Option<f64>)> {
-    let pool = ClientPool::connect(endpoints, params.conns, Duration::from_secs(5)).await?;
+    let pool = ClientPool::connect(endpoints, params.conns, dial).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let monitor = Monitor::start(servers.clone(), stop.clone());
     let ctx = Ctx {
@@ -166,6 +171,8 @@ pub struct ScenarioCompareOpts {
     pub etcd_args: Vec<String>,
     pub shale_args: Vec<String>,
     pub progress: bool,
+    /// Client and peer mTLS for both systems (`params.tls` says so in the report).
+    pub tls: bool,
 }
 
 async fn one_system(
@@ -173,6 +180,7 @@ async fn one_system(
     bin: &Path,
     opts: &ScenarioCompareOpts,
     extra: &[String],
+    certs: Option<&Arc<TestCerts>>,
 ) -> Result<Summary> {
     eprintln!(
         "compare {}: starting {name} ({} member(s), {})",
@@ -180,14 +188,24 @@ async fn one_system(
         opts.members,
         bin.display()
     );
-    let (b, n, x) = (bin.to_path_buf(), opts.members, extra.to_vec());
-    let mut topo = tokio::task::spawn_blocking(move || Topology::start(&b, n, &x))
+    let (b, n, x, c) = (
+        bin.to_path_buf(),
+        opts.members,
+        extra.to_vec(),
+        certs.cloned(),
+    );
+    let mut topo = tokio::task::spawn_blocking(move || Topology::start(&b, n, &x, c.as_deref()))
         .await?
         .with_context(|| format!("starting {name} ({n} member(s), {})", bin.display()))?;
     let version = topo.version();
     let servers = topo.servers();
+    let dial = match certs {
+        Some(c) => Dial::new(Duration::from_secs(5), &c.client_files())?,
+        None => Dial::plain(Duration::from_secs(5)),
+    };
     let run = run_scenario(
         &topo.endpoints(),
+        &dial,
         servers.clone(),
         opts.params.clone(),
         opts.progress,
@@ -238,12 +256,19 @@ pub async fn compare_scenario(opts: &ScenarioCompareOpts) -> Result<Value> {
     let shale = resolve_shale(opts.shale_bin.as_deref())?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating output dir {}", opts.out.display()))?;
+    let certs = if opts.tls {
+        Some(Arc::new(
+            tokio::task::spawn_blocking(TestCerts::make).await??,
+        ))
+    } else {
+        None
+    };
     let mut systems: Vec<(String, Result<Summary>)> = Vec::new();
     for (name, bin, extra) in [
         ("etcd", &etcd, &opts.etcd_args),
         ("shale", &shale, &opts.shale_args),
     ] {
-        let r = one_system(name, bin, opts, extra).await;
+        let r = one_system(name, bin, opts, extra, certs.as_ref()).await;
         if let Err(e) = &r {
             eprintln!("compare: {name} failed: {e:#}");
         }
@@ -420,24 +445,19 @@ pub fn write_plots(out: &Path, systems: &[(String, &Summary)]) -> Result<()> {
 /// writes the report files (system name `target`).
 pub async fn run_target(
     endpoints: &[String],
+    dial: &Dial,
     servers: Servers,
     params: Params,
     out: Option<&Path>,
     progress: bool,
 ) -> Result<String> {
     let (r, samples, peak) =
-        run_scenario(endpoints, servers.clone(), params.clone(), progress).await?;
+        run_scenario(endpoints, dial, servers.clone(), params.clone(), progress).await?;
     let disk = servers.disk_bytes() as f64 / 1048576.0;
     let version = endpoints
         .first()
-        .and_then(|e| {
-            let hostport = e.rsplit("://").next()?.trim_end_matches('/');
-            std::net::ToSocketAddrs::to_socket_addrs(hostport)
-                .ok()?
-                .next()
-        })
-        .and_then(|addr| shale_testkit::process::http_get(addr, "/version").ok())
-        .map(|(_, body)| body.trim().to_string())
+        .and_then(|e| dial.http_get(e, "/version").ok())
+        .map(|body| body.trim().to_string())
         .unwrap_or_default();
     let s = Summary::new(
         endpoints.join(","),

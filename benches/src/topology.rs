@@ -7,12 +7,17 @@
 //! 5 s, an 8 GiB backend quota (S3/S5 write several GiB of history), plus any extra flags.
 //! A start failure carries the member's last log lines, so e.g. Shale's own "multi-member
 //! not supported" message reaches the report as is.
+//!
+//! With TLS ([`TestCerts`]) both systems get the same certificates and flags: `https://`
+//! client and peer URLs, `--client-cert-auth` and `--peer-client-cert-auth`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use shale_testkit::process::{http_get, EtcdProcess};
+use shale_testkit::process::EtcdProcess;
+
+use crate::certs::TestCerts;
 
 use crate::monitor::Servers;
 
@@ -33,14 +38,23 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Start `members` members of `bin` and wait until all are healthy.
-    pub fn start(bin: &Path, members: usize, extra: &[String]) -> Result<Self> {
+    /// Start `members` members of `bin` (client and peer mTLS with `tls`) and wait until
+    /// all are healthy.
+    pub fn start(
+        bin: &Path,
+        members: usize,
+        extra: &[String],
+        tls: Option<&TestCerts>,
+    ) -> Result<Self> {
+        let tls_flags = tls.map(TestCerts::server_flags).unwrap_or_default();
         let mut args: Vec<&str> = COMMON_FLAGS.to_vec();
+        args.extend(tls_flags.iter().map(String::as_str));
         args.extend(extra.iter().map(String::as_str));
+        let opts = tls.map(TestCerts::testkit_opts).unwrap_or_default();
         let members = if members == 1 {
-            vec![EtcdProcess::start(bin, &args)?]
+            vec![EtcdProcess::start_tls(bin, opts, &args)?]
         } else {
-            EtcdProcess::start_cluster(bin, members, &args)?
+            EtcdProcess::start_cluster_tls(bin, members, opts, &args)?
         };
         Ok(Self {
             bin: bin.to_path_buf(),
@@ -59,10 +73,10 @@ impl Topology {
         }
     }
 
-    /// `GET /version` of the first member.
+    /// `GET /version` of the first member (over TLS when its client URL is `https://`).
     pub fn version(&self) -> String {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.members[0].client_port()));
-        http_get(addr, "/version")
+        self.members[0]
+            .get("/version")
             .map(|(_, body)| body.trim().to_string())
             .unwrap_or_else(|e| format!("unknown ({e:#})"))
     }

@@ -181,7 +181,7 @@ fn three_member_etcd_topology() {
     require_binaries();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let etcd = shale_bench::compare::resolve_etcd(None).unwrap();
-    let topo = shale_bench::topology::Topology::start(&etcd, 3, &[]).expect("3-member etcd");
+    let topo = shale_bench::topology::Topology::start(&etcd, 3, &[], None).expect("3-member etcd");
     let eps = topo.endpoints();
     assert_eq!(eps.len(), 3);
     let servers = topo.servers();
@@ -197,7 +197,12 @@ fn three_member_etcd_topology() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let md = rt
         .block_on(shale_bench::scompare::run_target(
-            &eps, servers, params, None, false,
+            &eps,
+            &shale_bench::pool::Dial::plain(std::time::Duration::from_secs(5)),
+            servers,
+            params,
+            None,
+            false,
         ))
         .expect("S1 against 3 members");
     assert!(md.contains("heartbeats closed loop"), "{md}");

@@ -153,3 +153,154 @@ fn dead_server_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("shale") && err.contains("exited"), "{err}");
 }
+
+/// `compare --tls`: both systems with client and peer mTLS, the load over TLS (put and
+/// linearizable range on one member each).
+#[test]
+fn compare_quick_tls() {
+    require_binaries();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench()
+        .args([
+            "compare",
+            "--workload",
+            "both",
+            "--quick",
+            "--tls",
+            "--total",
+            "100",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("running shale-bench");
+    assert!(
+        o.status.success(),
+        "shale-bench compare --tls failed: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (json, md) = read_report(out.path());
+    assert_eq!(json["tls"].as_bool(), Some(true));
+    let runs = json["runs"].as_array().expect("runs");
+    check_run(&runs[0], "put", 100);
+    check_run(&runs[1], "range-linearizable", 100);
+    assert_eq!(runs[0]["params"]["tls"].as_bool(), Some(true));
+    assert!(md.contains("mTLS"), "{md}");
+}
+
+/// `compare --scenario s6 --members 3 --tls`: 3-member clusters of both systems with client
+/// and peer mTLS (writes and linearizable reads cross the peer TLS connections).
+#[test]
+fn compare_s6_three_members_tls() {
+    require_binaries();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench()
+        .args([
+            "compare",
+            "--scenario",
+            "s6",
+            "--members",
+            "3",
+            "--quick",
+            "--tls",
+            "--total",
+            "100",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("running shale-bench");
+    assert!(
+        o.status.success(),
+        "shale-bench compare --scenario s6 --members 3 --tls failed: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["members"].as_u64(), Some(3));
+    assert_eq!(json["params"]["tls"].as_bool(), Some(true));
+    for sys in ["etcd", "shale"] {
+        let s = common::check_summary(&json, sys, &[], "phases");
+        assert_eq!(s["members"].as_u64(), Some(3), "{sys}");
+        let version = s["version"].as_str().unwrap_or_default();
+        assert!(
+            version.contains("etcdserver"),
+            "{sys}: /version over TLS: {version}"
+        );
+    }
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("TLS"), "{md}");
+}
+
+/// `put` and `range` take etcdctl's TLS flags for an `https://` member with
+/// `--client-cert-auth`; without a client certificate, or without `--cacert`, they fail
+/// with an error, never a plaintext fallback.
+#[test]
+fn put_and_range_over_tls() {
+    let shale = shale_bench::compare::resolve_shale(None)
+        .unwrap_or_else(|e| panic!("this test needs the Shale release binary: {e:#}"));
+    let certs = shale_bench::certs::TestCerts::make().expect("openssl certificates");
+    let flags = certs.server_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server =
+        shale_testkit::process::EtcdProcess::start_tls(&shale, certs.testkit_opts(), &flags)
+            .expect("a TLS member");
+    let ep = server.endpoint();
+    assert!(ep.starts_with("https://"), "{ep}");
+    let files = certs.client_files();
+    let tls_args = |with_cert: bool| {
+        let mut a = vec![format!("--cacert={}", files.ca.as_ref().unwrap().display())];
+        if with_cert {
+            a.push(format!("--cert={}", files.cert.as_ref().unwrap().display()));
+            a.push(format!("--key={}", files.key.as_ref().unwrap().display()));
+        }
+        a
+    };
+    let run = |cmd: &str, endpoint: &str, tls: Vec<String>| {
+        bench()
+            .args([
+                cmd,
+                "--endpoints",
+                endpoint,
+                "--total",
+                "50",
+                "--clients",
+                "4",
+            ])
+            .args(["--conns", "2", "--json"])
+            .args(tls)
+            .output()
+            .expect("running shale-bench")
+    };
+    for cmd in ["put", "range"] {
+        let o = run(cmd, &ep, tls_args(true));
+        assert!(
+            o.status.success(),
+            "{cmd} over TLS failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+        assert_eq!(r["ok"].as_u64(), Some(50), "{cmd}: {r:#}");
+        assert_eq!(r["errors"].as_u64(), Some(0), "{cmd}: {r:#}");
+    }
+    // an endpoint without a scheme is dialed over TLS when TLS flags are given
+    let bare = ep.trim_start_matches("https://").to_string();
+    assert!(run("put", &bare, tls_args(true)).status.success());
+    // the member checks client certificates: no --cert, no connection (or every request fails)
+    let o = run("put", &ep, tls_args(false));
+    let failed_all = serde_json::from_slice::<Value>(&o.stdout)
+        .map(|r| r["ok"].as_u64() == Some(0))
+        .unwrap_or(true);
+    assert!(
+        !o.status.success() || failed_all,
+        "put without a client certificate succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = run("put", &ep, vec![]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--cacert"), "{err}");
+}

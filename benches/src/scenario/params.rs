@@ -126,6 +126,8 @@ pub struct Params {
     pub conns: usize,
     pub timeout_s: f64,
     pub drain_s: f64,
+    /// The load went over TLS (with `compare --tls`: client and peer mTLS on both systems).
+    pub tls: bool,
 }
 
 /// `paged-500` → `ListKind::Paged { limit: 500 }` and so on.
@@ -235,6 +237,7 @@ impl ScenarioArgs {
             }),
             timeout_s: self.timeout.unwrap_or(if s == S3 { 300.0 } else { 60.0 }),
             drain_s: self.drain_secs.unwrap_or(120.0),
+            tls: false,
         };
         anyhow::ensure!(p.conns >= 1, "--conns must be at least 1");
         anyhow::ensure!(p.phase_secs > 0.0, "--phase-secs must be positive");

@@ -40,6 +40,14 @@ pub fn render(
         p.objects, p.value_size, p.namespaces, p.rates, p.clients, p.watchers,
         p.watchers_per_stream, p.phase_secs, p.conns
     );
+    if p.tls {
+        let _ = writeln!(
+            s,
+            "- TLS: the load generator connects over TLS; `compare --tls` starts every member with \
+             client and peer mTLS (`--client-cert-auth`, `--peer-client-cert-auth`, the same RSA 2048 \
+             certificates for both systems)"
+        );
+    }
     if p.quick {
         let _ = writeln!(
             s,
