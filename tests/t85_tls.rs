@@ -313,6 +313,27 @@ async fn three_members_with_client_and_peer_mtls() {
         &["get", "/c/", "--prefix", "--keys-only", "-w", "json"],
     );
     assert!(out.contains("\"count\":150"), "{out}");
+    // Peer ports speak TLS only (so forwarding and reads above went over peer TLS).
+    for m in &c {
+        let peer_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, m.peer_port()));
+        assert!(
+            match http_get(peer_addr, "/") {
+                Err(_) => true,
+                // Go's answer to plain HTTP on a TLS port
+                Ok((code, body)) => code == 400 && body.contains("HTTPS"),
+            },
+            "{} answered plain HTTP on its peer port",
+            m.name()
+        );
+        assert!(
+            m.log_tail(10_000)
+                .lines()
+                .any(|l| l.contains("serving peer traffic") && l.contains("\"tls\":true")),
+            "{} does not serve peers over TLS:\n{}",
+            m.name(),
+            m.log_tail(20)
+        );
+    }
     let list = clients[other].member_list().await.expect("member list");
     assert_eq!(list.members().len(), 3);
     for mem in list.members() {
@@ -472,7 +493,7 @@ fn mixed_http_and_https_client_urls_health_and_metrics() {
         s(&certs.client.key),
         m.endpoint()
     ));
-    assert!(ok, "{h2}");
+    assert!(ok && h2 == "2", "curl --http2 over TLS: {h2}");
     // the plain client URL and the metrics URL speak plain HTTP
     let plain_addr: SocketAddr = plain
         .trim_start_matches("http://")
@@ -484,6 +505,9 @@ fn mixed_http_and_https_client_urls_health_and_metrics() {
     let (code, body) = http_get(metrics_addr, "/metrics").expect("GET /metrics on the metrics URL");
     assert_eq!(code, 200);
     assert!(body.contains("etcd_server_has_leader"), "{body}");
+    let (code, body) = http_get(metrics_addr, "/health").expect("GET /health on the metrics URL");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"health\":\"true\""), "{body}");
 }
 
 /// Puts through new connections and through one long-lived connection while the member's
@@ -546,30 +570,33 @@ async fn certificate_rotation_under_load() {
             }
         })
     };
-    let new_conn_task = {
-        let (stop, errors, ops) = (stop.clone(), errors.clone(), new_conn_ops.clone());
-        let (certs, ep) = (certs.clone(), ep.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let r = async {
-                    let mut c = tls_client(&certs, std::slice::from_ref(&ep)).await?;
-                    c.put(format!("/rot/new/{i}"), "v", None).await
-                }
-                .await;
-                match r {
-                    Ok(_) => {
-                        ops.fetch_add(1, Ordering::Relaxed);
+    // Two tasks dialing a new connection (a new TLS handshake) for every put.
+    let new_conn_tasks: Vec<_> = (0..2)
+        .map(|t| {
+            let (stop, errors, ops) = (stop.clone(), errors.clone(), new_conn_ops.clone());
+            let (certs, ep) = (certs.clone(), ep.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = async {
+                        let mut c = tls_client(&certs, std::slice::from_ref(&ep)).await?;
+                        c.put(format!("/rot/new/{t}/{i}"), "v", None).await
                     }
-                    Err(e) => errors
-                        .lock()
-                        .expect("errors")
-                        .push(format!("new connection: {e}")),
+                    .await;
+                    match r {
+                        Ok(_) => {
+                            ops.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => errors
+                            .lock()
+                            .expect("errors")
+                            .push(format!("new connection: {e}")),
+                    }
+                    i += 1;
                 }
-                i += 1;
-            }
+            })
         })
-    };
+        .collect();
     let both_progress = |min_long: u64, min_new: u64| {
         let (long_ops, new_conn_ops) = (long_ops.clone(), new_conn_ops.clone());
         async move {
@@ -620,7 +647,14 @@ async fn certificate_rotation_under_load() {
 
     stop.store(true, Ordering::Relaxed);
     long_task.await.expect("long-lived task");
-    new_conn_task.await.expect("new-connection task");
+    for t in new_conn_tasks {
+        t.await.expect("new-connection task");
+    }
+    eprintln!(
+        "rotation under load: {} puts on one connection, {} puts on new connections",
+        long_ops.load(Ordering::Relaxed),
+        new_conn_ops.load(Ordering::Relaxed)
+    );
     let errors = errors.lock().expect("errors").clone();
     assert!(
         errors.is_empty(),
@@ -683,34 +717,45 @@ fn auto_tls_serves_a_self_signed_certificate() {
     );
 }
 
+/// `openssl s_client -tls1_2|-tls1_3` to `port` with the test client certificate:
+/// (handshake completed, output).
+fn s_client(certs: &Certs, port: u16, version: &str) -> (bool, String) {
+    sh(&format!(
+        "openssl s_client -{version} -connect 127.0.0.1:{port} -CAfile {} -cert {} -key {} </dev/null",
+        s(&certs.ca),
+        s(&certs.client.cert),
+        s(&certs.client.key)
+    ))
+}
+
 #[test]
-fn tls_min_version_1_3_refuses_tls_1_2() {
+fn tls_min_and_max_versions() {
     let certs = Certs::new();
-    let m = mtls_member(
-        &shale_bin().expect("shale binary"),
-        &certs,
-        &["--tls-min-version", "TLS1.3"],
-    );
-    let s_client = |version: &str| {
-        sh(&format!(
-            "openssl s_client -{version} -connect 127.0.0.1:{} -CAfile {} -cert {} -key {} </dev/null",
-            m.client_port(),
-            s(&certs.ca),
-            s(&certs.client.cert),
-            s(&certs.client.key)
-        ))
-    };
-    let (ok, out) = s_client("tls1_2");
+    let bin = shale_bin().expect("shale binary");
+    let m13 = mtls_member(&bin, &certs, &["--tls-min-version", "TLS1.3"]);
+    let (ok, out) = s_client(&certs, m13.client_port(), "tls1_2");
     assert!(!ok, "a TLS 1.2 client was accepted:\n{out}");
-    let (ok, out) = s_client("tls1_3");
-    assert!(ok && out.contains("TLSv1.3"), "{out}");
+    let (ok, out) = s_client(&certs, m13.client_port(), "tls1_3");
+    assert!(ok && out.contains("Protocol  : TLSv1.3"), "{out}");
     // etcd-client (rustls) speaks TLS 1.3. (etcdctl 3.5.1 cannot: its TLS client stops at
     // TLS 1.2, and etcd 3.5.1 has no --tls-min-version.)
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
-        let mut c = tls_client(&certs, &[m.endpoint()])
+        let mut c = tls_client(&certs, &[m13.endpoint()])
             .await
             .expect("connect over TLS 1.3");
         c.put("/v13/k", "v", None).await.expect("put over TLS 1.3");
+    });
+
+    let m12 = mtls_member(&bin, &certs, &["--tls-max-version", "TLS1.2"]);
+    let (ok, out) = s_client(&certs, m12.client_port(), "tls1_3");
+    assert!(!ok, "a TLS 1.3 client was accepted:\n{out}");
+    let (ok, out) = s_client(&certs, m12.client_port(), "tls1_2");
+    assert!(ok && out.contains("Protocol  : TLSv1.2"), "{out}");
+    rt.block_on(async {
+        let mut c = tls_client(&certs, &[m12.endpoint()])
+            .await
+            .expect("connect over TLS 1.2");
+        c.put("/v12/k", "v", None).await.expect("put over TLS 1.2");
     });
 }
