@@ -1,6 +1,9 @@
 //! Server behaviour behind flags and limits: watch progress notifications and fragments,
-//! auto-compaction, the NOSPACE quota alarm, request size and txn limits, HTTP endpoints, and
-//! refusing bad command lines. Every wait is on a condition, with a deadline.
+//! auto-compaction, the NOSPACE quota alarm, request size and txn limits, HTTP endpoints,
+//! `shale healthcheck` over TLS, and refusing bad command lines. Every wait is on a
+//! condition, with a deadline.
+
+mod tls_util;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -318,4 +321,65 @@ fn bad_command_lines_fail_with_one_clear_line() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// `shale healthcheck` against a member with client mTLS: etcdctl's flags and `ETCDCTL_*`
+/// variables pass; no client certificate, a CA that did not sign the member, or `http://`
+/// to the TLS port fail with exit code 1 and a reason.
+#[test]
+fn healthcheck_over_tls() {
+    let certs = tls_util::Certs::new();
+    let flags = certs.server_flags();
+    let bin = shale_bin().expect("shale binary");
+    let m = EtcdProcess::start_tls(&bin, certs.client_tls(), &tls_util::strs(&flags))
+        .expect("start a member with client mTLS");
+    let url = m.endpoint();
+    assert!(url.starts_with("https://"), "{url}");
+    let run = |args: &[&str], env: &[(&str, &str)]| -> (Option<i32>, String) {
+        let out = Command::new(&bin)
+            .arg("healthcheck")
+            .args(args)
+            .env_remove("ETCDCTL_CACERT")
+            .env_remove("ETCDCTL_CERT")
+            .env_remove("ETCDCTL_KEY")
+            .env_remove("ETCDCTL_INSECURE_SKIP_TLS_VERIFY")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run shale healthcheck");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ca = tls_util::s(&certs.ca);
+    let (cert, key) = (
+        tls_util::s(&certs.client.cert),
+        tls_util::s(&certs.client.key),
+    );
+    let ok = run(
+        &[&url, "--cacert", &ca, "--cert", &cert, "--key", &key],
+        &[],
+    );
+    assert_eq!(ok.0, Some(0), "{}", ok.1);
+    let vars = [
+        ("ETCDCTL_CACERT", ca.as_str()),
+        ("ETCDCTL_CERT", cert.as_str()),
+        ("ETCDCTL_KEY", key.as_str()),
+    ];
+    let ok = run(&[&format!("{url}/readyz")], &vars);
+    assert_eq!(ok.0, Some(0), "{}", ok.1);
+
+    let (code, err) = run(&[&url, &format!("--cacert={ca}")], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("CertificateRequired"), "{err}");
+    let other = tls_util::s(&certs.other_ca);
+    let (code, err) = run(
+        &[&url, "--cacert", &other, "--cert", &cert, "--key", &key],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    let (code, err) = run(&[&url.replacen("https://", "http://", 1)], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("use https://"), "{err}");
 }

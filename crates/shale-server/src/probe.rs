@@ -172,15 +172,26 @@ fn split_url(url: &str) -> Result<Target, ProbeError> {
     })
 }
 
-/// Judge a raw HTTP response: `200` and a body saying `"health":"true"`.
+/// Judge a raw HTTP response: `200` and a body saying `"health":"true"` (`/health`) or `ok`
+/// (`/livez`, `/readyz`).
 fn judge(response: &str) -> Result<(), ProbeError> {
+    if response.is_empty() {
+        return Err(ProbeError::Unhealthy(
+            "closed without an answer (a TLS port? use https://)".into(),
+        ));
+    }
+    if !response.starts_with("HTTP/") {
+        return Err(ProbeError::Unhealthy(
+            "the answer is not HTTP (a TLS port? use https://)".into(),
+        ));
+    }
     let status_line = response.lines().next().unwrap_or_default();
     let status = status_line.split_whitespace().nth(1).unwrap_or_default();
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.trim())
         .unwrap_or_default();
-    if status == "200" && body.contains(r#""health":"true""#) {
+    if status == "200" && (body.contains(r#""health":"true""#) || body == "ok") {
         Ok(())
     } else if body.is_empty() {
         Err(ProbeError::Unhealthy(status_line.to_string()))
@@ -393,7 +404,13 @@ mod tests {
                 "503 {\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}".into()
             ))
         );
-        assert!(judge("").is_err());
+        assert_eq!(judge("HTTP/1.1 200 OK\r\n\r\nok"), Ok(()));
+        assert!(judge("").unwrap_err().to_string().contains("https://"));
+        let tls_alert = "\u{15}\u{3}\u{3}\u{0}\u{2}\u{2}\u{46}";
+        assert!(judge(tls_alert)
+            .unwrap_err()
+            .to_string()
+            .contains("https://"));
     }
 
     #[test]
