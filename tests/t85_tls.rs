@@ -305,14 +305,31 @@ async fn three_members_with_client_and_peer_mtls() {
         .await
         .expect("linearizable get on the other follower");
     assert_eq!(got.kvs()[0].value(), b"v149");
+    // etcdctl 3.5 and 3.4 over TLS on every member see all 150 (linearizable reads).
+    for ctl in [
+        etcdctl35_bin().expect("etcdctl 3.5"),
+        etcdctl34_bin().expect("etcdctl 3.4"),
+    ] {
+        for (m, ep) in c.iter().zip(&eps) {
+            let out = etcdctl_ok(
+                &ctl,
+                m,
+                ep,
+                &["get", "/c/", "--prefix", "--keys-only", "-w", "json"],
+            );
+            assert!(out.contains("\"count\":150"), "{}: {out}", m.name());
+        }
+    }
+    // A write through etcdctl on one follower, read on the other.
     let ctl = etcdctl35_bin().expect("etcdctl 3.5");
-    let out = etcdctl_ok(
+    etcdctl_ok(&ctl, &c[follower], &eps[follower], &["put", "/c/ctl", "w"]);
+    let got = etcdctl_ok(
         &ctl,
         &c[other],
-        &eps.join(","),
-        &["get", "/c/", "--prefix", "--keys-only", "-w", "json"],
+        &eps[other],
+        &["get", "/c/ctl", "--print-value-only"],
     );
-    assert!(out.contains("\"count\":150"), "{out}");
+    assert_eq!(got, "w\n");
     // Peer ports speak TLS only (so forwarding and reads above went over peer TLS).
     for m in &c {
         let peer_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, m.peer_port()));
@@ -737,8 +754,16 @@ fn tls_min_and_max_versions() {
     assert!(!ok, "a TLS 1.2 client was accepted:\n{out}");
     let (ok, out) = s_client(&certs, m13.client_port(), "tls1_3");
     assert!(ok && out.contains("Protocol  : TLSv1.3"), "{out}");
-    // etcd-client (rustls) speaks TLS 1.3. (etcdctl 3.5.1 cannot: its TLS client stops at
-    // TLS 1.2, and etcd 3.5.1 has no --tls-min-version.)
+    // A Go gRPC client over TLS 1.3 (ALPN h2), as a current kube-apiserver dials: etcdctl
+    // 3.4.23. (etcdctl 3.5.1 cannot: its TLS client stops at TLS 1.2; and etcd 3.5.1 has
+    // no --tls-min-version to compare with.)
+    etcdctl_ok(
+        &etcdctl34_bin().expect("etcdctl 3.4"),
+        &m13,
+        &m13.endpoint(),
+        &["put", "/v13/go", "v"],
+    );
+    // etcd-client (rustls) speaks TLS 1.3.
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let mut c = tls_client(&certs, &[m13.endpoint()])
