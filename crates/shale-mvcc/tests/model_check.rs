@@ -797,5 +797,11 @@ fn random_sequences_match_the_model() {
         );
         total += st.ops;
     }
+    // The log engine's tiny files are sealed all through the run: its reopens index them
+    // from their hint files.
+    assert!(
+        shale_storage::files_opened_from_hints() > 0,
+        "no log-engine reopen used a hint file"
+    );
     eprintln!("model check: {total} ops");
 }

@@ -30,6 +30,6 @@ mod sled_engine;
 pub use engine::{
     prefix_end as engine_prefix_end, Engine, Error, KvPair, Result, ScanIter, WriteBatch, WriteOp,
 };
-pub use log_engine::{LogEngine, LogEngineConfig};
+pub use log_engine::{files_opened_from_hints, LogEngine, LogEngineConfig, OpenStats};
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;

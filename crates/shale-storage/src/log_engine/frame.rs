@@ -6,10 +6,11 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::hint::HintBuilder;
 use super::{corrupt, file_name, io, DataFile, Index, Loc, Op};
 use crate::engine::{Error, Result, WriteOp};
 
-const MAGIC: u32 = 0x5348_4c46; // "SHLF"
+pub(super) const MAGIC: u32 = 0x5348_4c46; // "SHLF"
 pub(super) const HEADER: u64 = 12;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
@@ -20,8 +21,9 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Replays one data file into `index`; cuts a torn tail off the last file.
-pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Result<()> {
+/// Replays one data file into `index`; cuts a torn tail off the last file. Returns the file's
+/// hint entries.
+pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Result<HintBuilder> {
     let path = dir.join(file_name(seq));
     let file = OpenOptions::new()
         .read(true)
@@ -38,6 +40,7 @@ pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Res
             live: 0,
         },
     );
+    let mut hint = HintBuilder::default();
     let mut pos = 0usize;
     let valid_end = loop {
         if pos == data.len() {
@@ -45,7 +48,11 @@ pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Res
         }
         match parse_frame(&data[pos..], seq, pos as u64) {
             Ok((ops, len)) => {
+                // parse_frame checked the header: the checksum is there.
+                let crc = data.get(pos + 8..pos + 12).map_or(0, be32);
+                hint.frame(pos as u64, crc);
                 for op in ops {
+                    hint.record(&op);
                     index.apply(op);
                 }
                 pos += len;
@@ -55,7 +62,12 @@ pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Res
             Err(what) => return Err(corrupt(&path, pos as u64, what)),
         }
     };
-    let f = index.files.get_mut(&seq).expect("just inserted");
+    let Some(f) = index.files.get_mut(&seq) else {
+        return Err(Error::Engine(format!(
+            "{} vanished from the index",
+            path.display()
+        )));
+    };
     if valid_end < data.len() {
         f.file
             .set_len(valid_end as u64)
@@ -63,7 +75,7 @@ pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Res
             .map_err(|e| io(&path, e))?;
     }
     f.size = valid_end as u64;
-    Ok(())
+    Ok(hint)
 }
 
 /// Parses the frame at the start of `b` (at file offset `base`): its ops and total length.
@@ -159,8 +171,8 @@ pub(super) fn put_record_len(key_len: usize, value_len: u32) -> u64 {
 }
 
 /// Fills in the header of the frame built in `buf` (which starts with [`HEADER`] bytes
-/// reserved by the caller, then the ops of [`encode_op`]).
-pub(super) fn seal_frame(buf: &mut [u8]) -> Result<()> {
+/// reserved by the caller, then the ops of [`encode_op`]); returns the payload's checksum.
+pub(super) fn seal_frame(buf: &mut [u8]) -> Result<u32> {
     let len = buf.len() - HEADER as usize;
     if len as u64 > MAX_FRAME as u64 {
         return Err(Error::Engine(format!(
@@ -171,7 +183,7 @@ pub(super) fn seal_frame(buf: &mut [u8]) -> Result<()> {
     buf[0..4].copy_from_slice(&MAGIC.to_be_bytes());
     buf[4..8].copy_from_slice(&(len as u32).to_be_bytes());
     buf[8..12].copy_from_slice(&crc.to_be_bytes());
-    Ok(())
+    Ok(crc)
 }
 
 #[cfg(test)]

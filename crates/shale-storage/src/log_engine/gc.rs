@@ -82,6 +82,10 @@ impl Shared {
         self.index.write().files.remove(&oldest);
         // Nothing refers to the old file any more: writes need not wait for its removal.
         drop(active);
+        self.remove_hint(oldest)?;
+        fail::fail_point!("log-gc-after-hint-removed", |_| Err(Error::Injected(
+            "log-gc-after-hint-removed"
+        )));
         let old = self.dir.join(file_name(oldest));
         std::fs::remove_file(&old).map_err(|e| io(&old, e))?;
         File::open(&self.dir)

@@ -10,6 +10,8 @@
 //!
 //! ```text
 //! <dir>/00000001.dat, 00000002.dat, ...   data files, written in sequence order
+//! <dir>/00000001.hint, ...                hints of sealed data files (see the hint module)
+//! <dir>/engine.id                         the directory's random id, carried by every hint
 //! frame  = magic u32 BE | payload length u32 BE | crc32 of payload u32 BE | payload
 //! payload = op*;  op = 1 | klen u32 BE | vlen u32 BE | key | value      (put)
 //!                    | 2 | klen u32 BE | key                            (delete)
@@ -18,17 +20,28 @@
 //! # Invariants
 //!
 //! * A batch is one frame, applied to the index under one lock: readers see all of it or none.
-//!   On open, files are replayed in sequence order; a torn or corrupt frame at the end of the
+//!   On open, files are read in sequence order; a torn or corrupt frame at the end of the
 //!   *last* file (a crash in the middle of a write) is cut off, and anything damaged earlier is
 //!   an error telling the operator to rebuild the member: a file is fsynced before the next one
 //!   is started, so only the last file can legitimately be torn.
+//! * Restart time does not grow with the data: when a file is sealed (fsynced, never written
+//!   again) a hint beside it records its ops without values, and on open a sealed file with a
+//!   valid hint is indexed from the hint, in the same order and through the same
+//!   `Index::apply` as a replay, so keys, locations and live bytes come out identical. Only
+//!   the active file, and a sealed file whose hint is missing or refused (checksums, engine id,
+//!   data file number, size and last frame; logged), is replayed, and the refused hint is
+//!   rewritten. A file indexed from its hint is not read on open, so damage inside it is found
+//!   only when it is replayed. Hints are written atomically and only save time: a failure to
+//!   write one is logged, never an error. A directory from before hints opens by replay and
+//!   gets its id and hints then (modules `hint`, `identity`, `open`).
 //! * Every index change happens with the writer lock held, so a writer that checks the index
 //!   and then appends sees no interleaved change.
 //! * Garbage collection rewrites the *oldest* file only: its live values (those the index still
 //!   points at) are appended to the active file, the active file is fsynced, then the old file
-//!   is deleted. Deletes in the oldest file can be dropped because no older file remains that
-//!   could resurrect the key. GC runs on its own thread, a chunk per writer-lock hold, so writes
-//!   are never stalled behind it.
+//!   is deleted, its hint first. Deletes in the oldest file can be dropped because no older
+//!   file remains that could resurrect the key. The copies land in the active file and so in
+//!   its hint when it is sealed. GC runs on its own thread, a chunk per writer-lock hold, so
+//!   writes are never stalled behind it.
 //!
 //! Durability is the same as sled's here: written batches survive a process crash (they are in
 //! the page cache), `flush` fsyncs the active file, and the fsynced Raft log covers the rest.
@@ -47,8 +60,16 @@ use crate::engine::{chunked_scan, Engine, Error, Result, ScanIter, WriteBatch, W
 
 mod frame;
 mod gc;
+mod hint;
+#[cfg(test)]
+mod hint_tests;
+mod identity;
+mod open;
 
-use frame::{encode_op, put_record_len, replay, seal_frame, HEADER};
+use frame::{encode_op, put_record_len, seal_frame, HEADER};
+use hint::HintBuilder;
+use identity::EngineId;
+pub use open::{files_opened_from_hints, OpenStats};
 
 /// Tuning of a [`LogEngine`].
 #[derive(Debug, Clone)]
@@ -155,11 +176,17 @@ struct Active {
     seq: u32,
     file: Arc<File>,
     size: u64,
+    /// The entries of its hint, written when it is sealed.
+    hint: HintBuilder,
 }
 
 struct Shared {
     dir: PathBuf,
     cfg: LogEngineConfig,
+    /// The directory's identity, carried by every hint.
+    id: EngineId,
+    /// How the last open read the data files.
+    open_stats: OpenStats,
     index: RwLock<Index>,
     writer: Mutex<Active>,
     /// Set while a background collection thread runs.
@@ -193,31 +220,24 @@ fn corrupt(path: &Path, at: u64, what: &str) -> Error {
 }
 
 impl LogEngine {
-    /// Opens (or creates) the engine in `dir`, replaying every data file into the index.
+    /// Opens (or creates) the engine in `dir`: sealed data files are indexed from their hints
+    /// where those are valid, the rest is replayed.
     pub fn open(dir: &Path, cfg: LogEngineConfig) -> Result<Self> {
         cfg.validate().map_err(Error::Engine)?;
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut seqs: Vec<u32> = std::fs::read_dir(dir)
-            .map_err(|e| io(dir, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".dat")?.parse::<u32>().ok()
-            })
-            .collect();
-        seqs.sort_unstable();
-        let mut index = Index::default();
-        for (i, &seq) in seqs.iter().enumerate() {
-            let last = i + 1 == seqs.len();
-            replay(dir, seq, last, &mut index)?;
-        }
-        let active = match seqs.last() {
-            Some(&seq) => {
-                let f = &index.files[&seq];
+        let id = identity::load_or_create(dir)?;
+        let mut open_stats = OpenStats::default();
+        let (mut index, last) = open::load(dir, &id, &mut open_stats)?;
+        let active = match last {
+            Some((seq, hint)) => {
+                let f = index.files.get(&seq).ok_or_else(|| {
+                    Error::Engine(format!("{}: not indexed after replay", file_name(seq)))
+                })?;
                 Active {
                     seq,
                     file: f.file.clone(),
                     size: f.size,
+                    hint,
                 }
             }
             None => new_file(dir, 1, &mut index)?,
@@ -226,6 +246,8 @@ impl LogEngine {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
                 cfg,
+                id,
+                open_stats,
                 index: RwLock::new(index),
                 writer: Mutex::new(active),
                 gc_running: AtomicBool::new(false),
@@ -244,6 +266,11 @@ impl LogEngine {
     /// Number of data files.
     pub fn file_count(&self) -> usize {
         self.shared.index.read().files.len()
+    }
+
+    /// How the open that made this engine read its data files (from hints or replayed).
+    pub fn open_stats(&self) -> OpenStats {
+        self.shared.open_stats
     }
 }
 
@@ -268,7 +295,12 @@ fn new_file(dir: &Path, seq: u32, index: &mut Index) -> Result<Active> {
             live: 0,
         },
     );
-    Ok(Active { seq, file, size: 0 })
+    Ok(Active {
+        seq,
+        file,
+        size: 0,
+        hint: HintBuilder::default(),
+    })
 }
 
 impl Shared {
@@ -289,12 +321,16 @@ impl Shared {
             .into_iter()
             .map(|op| encode_op(&mut buf, op, active.seq, active.size))
             .collect();
-        seal_frame(&mut buf)?;
+        let crc = seal_frame(&mut buf)?;
         let path = self.dir.join(file_name(active.seq));
         active
             .file
             .write_all_at(&buf, active.size)
             .map_err(|e| io(&path, e))?;
+        active.hint.frame(active.size, crc);
+        for op in &ops {
+            active.hint.record(op);
+        }
         active.size += buf.len() as u64;
         let mut index = self.index.write();
         if let Some(f) = index.files.get_mut(&active.seq) {
@@ -306,10 +342,21 @@ impl Shared {
         Ok(())
     }
 
-    /// Seals the active file (fsync) and starts the next one.
+    /// Seals the active file (fsync, then its hint) and starts the next one.
     fn roll(&self, active: &mut Active) -> Result<()> {
         let path = self.dir.join(file_name(active.seq));
         active.file.sync_data().map_err(|e| io(&path, e))?;
+        // A hint only saves time at the next open: without one the file is replayed.
+        if let Err(e) = hint::write(&self.dir, &self.id, active.seq, active.size, &active.hint) {
+            tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "cannot write the hint of a sealed state data file; it will be replayed on open"
+            );
+        }
+        fail::fail_point!("log-roll-after-hint", |_| Err(Error::Injected(
+            "log-roll-after-hint"
+        )));
         let mut index = self.index.write();
         *active = new_file(&self.dir, active.seq + 1, &mut index)?;
         Ok(())
@@ -320,6 +367,16 @@ impl Shared {
         file.read_exact_at(&mut v, loc.offset)
             .map_err(|e| io(&self.dir.join(file_name(loc.file)), e))?;
         Ok(v)
+    }
+
+    /// Deletes the hint of data file `seq`, if it has one (before the data file itself, so
+    /// that no hint outlives its data file).
+    fn remove_hint(&self, seq: u32) -> Result<()> {
+        let p = self.dir.join(hint::hint_name(seq));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p, e)),
+            _ => Ok(()),
+        }
     }
 
     fn lookup(&self, key: &[u8]) -> Option<(Loc, Arc<File>)> {
@@ -404,6 +461,7 @@ impl Engine for LogEngine {
         *index = Index::default();
         *active = new_file(&self.shared.dir, next, &mut index)?;
         for seq in seqs {
+            self.shared.remove_hint(seq)?;
             let p = self.shared.dir.join(file_name(seq));
             std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
         }
@@ -505,6 +563,8 @@ mod tests {
         assert_eq!(e.get(b"after").expect("get"), Some(b"x".to_vec()));
     }
 
+    /// (A sealed file with a valid hint is not read on open: damage to its values is not
+    /// seen then. Without the hint it is replayed, and damage is found.)
     #[test]
     fn damage_before_the_last_file_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -515,6 +575,7 @@ mod tests {
             }
             assert!(e.file_count() > 2);
         }
+        std::fs::remove_file(dir.path().join(hint::hint_name(1))).expect("no hint");
         let first = dir.path().join(file_name(1));
         let f = OpenOptions::new().write(true).open(&first).expect("open");
         f.write_all_at(b"XXXX", 20).expect("damage");
