@@ -8,8 +8,9 @@
 //! It writes `SHALE_OPEN_KEYS` keys of about 40 bytes with 1 KiB values (default 300,000: about
 //! 320 MB of data files) into a temporary directory, then times opens: with hints, without
 //! them (the replay of every data file as before hints existed; then again, writing the hints
-//! once), and with hints again.
-//! "Cold" opens first drop the directory's files from the page cache (`dd iflag=nocache`).
+//! once), and with hints again. "Cold" opens first drop the directory's files from the page
+//! cache (`dd iflag=nocache`). `SHALE_OPEN_DIR=<dir>` keeps the directory and reuses it on
+//! the next run (to profile the opens alone).
 
 use std::path::Path;
 use std::time::Instant;
@@ -66,9 +67,11 @@ fn open_time_with_and_without_hints() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300_000);
+    // SHALE_OPEN_DIR keeps the directory (and reuses it when it already holds data).
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    {
+    let kept = std::env::var_os("SHALE_OPEN_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(tmp.path());
+    if !dir.join("00000001.dat").exists() {
         let e = LogEngine::open(dir, LogEngineConfig::default()).expect("open");
         let mut value = vec![0u8; 1024];
         for chunk in 0..keys.div_ceil(64) {
