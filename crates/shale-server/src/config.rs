@@ -431,13 +431,13 @@ impl Config {
                 if u.scheme == "unixs" || u.scheme == "unix" {
                     return Err(format!("{flag}: {}:// URLs are not supported yet by Shale; use http:// or https://", u.scheme));
                 }
-                if flag == "--listen-metrics-urls" && u.scheme == "https" {
-                    return Err(format!("{flag}: https:// metrics URLs are not supported by Shale (the metrics port is plain HTTP; /metrics and /health are also served over TLS on the client port)"));
-                }
             }
         }
-        self.tls
-            .validate(&self.listen_client_urls, &self.listen_peer_urls)?;
+        // An https:// metrics URL is served with the client port's TLS, as in etcd.
+        self.tls.validate(
+            &format!("{},{}", self.listen_client_urls, self.listen_metrics_urls),
+            &self.listen_peer_urls,
+        )?;
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
             return Err(format!(
                 "invalid value {:?} for --initial-cluster-state (want 'new' or 'existing')",

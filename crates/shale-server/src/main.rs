@@ -51,7 +51,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let peer_listeners = bind_all(&cfg.listen_peer_urls, "peers").await?;
     let client_tls = cfg
         .tls
-        .client_server(&cfg.data_dir(), &cfg.listen_client_urls)
+        .client_server(
+            &cfg.data_dir(),
+            &format!("{},{}", cfg.listen_client_urls, cfg.listen_metrics_urls),
+        )
         .map_err(anyhow::Error::msg)?;
     let member = Member::start(&cfg, peer_listeners).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -69,12 +72,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }));
     }
     for l in metric_listeners {
+        let tls = if l.tls { client_tls.clone() } else { None };
         let l = l.inner;
-        tracing::info!(address = %l.local_addr()?, "serving metrics");
+        tracing::info!(address = %l.local_addr()?, tls = tls.is_some(), "serving metrics");
         let ctx = member.ctx.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            serve_metrics(ctx, l, async move {
+            serve_metrics(ctx, l, tls, async move {
                 let _ = rx.changed().await;
             })
             .await

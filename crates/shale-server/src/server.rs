@@ -23,8 +23,8 @@ use shale_machine::MachineConfig;
 use shale_raft::identity;
 use shale_raft::peer::{PeerConfig, PeerService, Peers};
 use shale_raft::{NodeConfig, RaftNode};
-use tokio::net::TcpListener;
 use shale_tls::rustls::ServerConfig;
+use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
 use crate::config::{split_list, Config};
@@ -441,8 +441,7 @@ pub async fn serve_peer(
     let svc = RaftPeerServer::new(PeerService::new(node))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let incoming =
-        shale_tls::incoming(listener, tls).map(|conn| conn.map(crate::cork::Cork::new));
+    let incoming = shale_tls::incoming(listener, tls).map(|conn| conn.map(crate::cork::Cork::new));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -452,14 +451,18 @@ pub async fn serve_peer(
     Ok(())
 }
 
-/// Serves only the HTTP endpoints (`--listen-metrics-urls`).
+/// Serves only the HTTP endpoints (`--listen-metrics-urls`): plain HTTP, or, for an
+/// `https://` metrics URL, TLS with the client port's configuration (as etcd does).
 pub async fn serve_metrics(
     ctx: Arc<Ctx>,
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, crate::http::router(ctx))
-        .with_graceful_shutdown(shutdown)
+    let routes = tonic::service::Routes::from(crate::http::router(ctx));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .serve_with_incoming_shutdown(routes, shale_tls::incoming(listener, tls), shutdown)
         .await?;
     Ok(())
 }
