@@ -12,6 +12,11 @@
 //!
 //! No step holds a lock for more than one chunk, which keeps every request's stall far below
 //! the 50 ms budget whatever the size of the store.
+//!
+//! The same thread writes the key-index checkpoints (see [`crate::checkpoint`]): it wakes up
+//! every second and takes one when due. Both jobs hold the store's maintenance lock, so a
+//! checkpoint never sees an index half compacted. A checkpoint does not count as "busy" for
+//! [`Compactor::wait_idle`] (snapshots wait for compactions, not for checkpoints).
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -21,11 +26,14 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 use shale_storage::WriteBatch;
 
+use crate::checkpoint;
 use crate::record::{self, kv_key_bound, parse_kv_key};
 use crate::store::Shared;
 
 const INDEX_CHUNK: usize = 10_000;
 const DELETE_CHUNK: usize = 1_000;
+/// How often the thread checks whether a checkpoint is due.
+const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Default)]
 struct State {
@@ -95,17 +103,42 @@ fn run(shared: Arc<Shared>, state: Arc<(Mutex<State>, Condvar)>) {
                 }
                 if let Some(r) = s.queue.take() {
                     s.busy = true;
-                    break r;
+                    break Some(r);
                 }
-                cv.wait(&mut s);
+                if cv.wait_for(&mut s, CHECKPOINT_POLL).timed_out() {
+                    break None;
+                }
             }
         };
-        if let Err(e) = compact(&shared, rev, &state) {
-            tracing::error!(error = %e, revision = rev, "physical compaction failed; it will be retried on restart");
+        if let Some(rev) = rev {
+            let res = {
+                let _m = shared.maintenance.lock();
+                compact(&shared, rev, &state)
+            };
+            if let Err(e) = res {
+                tracing::error!(error = %e, revision = rev, "physical compaction failed; it will be retried on restart");
+            }
+            let mut s = m.lock();
+            s.busy = false;
+            cv.notify_all();
         }
-        let mut s = m.lock();
-        s.busy = false;
-        cv.notify_all();
+        if checkpoint::due(&shared) {
+            let _m = shared.maintenance.lock();
+            match checkpoint::write(&shared, &|| stopping(&state)) {
+                Ok(Some(st)) => tracing::info!(
+                    revision = st.rev,
+                    keys = st.keys,
+                    bytes = st.bytes,
+                    took_ms = st.took.as_millis() as u64,
+                    longest_lock_hold_us = st.longest_lock_hold.as_micros() as u64,
+                    "wrote key-index checkpoint"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "key-index checkpoint failed; the next restart may be slower")
+                }
+            }
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 //! * [`watch`] — the watch hub: watchers grouped as synced (fed from each committed batch)
 //!   or unsynced (catching up from stored history), progress notifications.
 //! * [`hash`] — etcd-compatible `Hash`/`HashKV` over the stored history.
+//! * [`checkpoint`] — the persisted key index that makes opening independent of data size.
 //!
 //! Nothing here knows about Raft, tokio or gRPC: the state machine drives [`MvccStore`] with
 //! decided commands, and the server wires watchers to streams through [`watch::WatchSink`].
 
+pub mod checkpoint;
 mod compactor;
 pub mod error;
 pub mod hash;
@@ -17,11 +19,13 @@ pub mod key_index;
 pub mod key_range;
 pub mod kv;
 pub mod record;
+mod recovery;
 pub mod revision;
 pub mod store;
 pub mod tree_index;
 pub mod watch;
 
+pub use checkpoint::{CheckpointConfig, CheckpointStats, Recovery};
 pub use error::{Error, Result};
 pub use key_range::KeyRange;
 pub use revision::Revision;

@@ -15,8 +15,12 @@
 //! * Compaction never blocks: it publishes the new compact revision, then compacts the index in
 //!   chunks and deletes old revisions in small batches on a background thread. A read that
 //!   races a compaction above its revision finds a change missing and reports `compacted`.
+//! * Opening rebuilds the index from a key-index checkpoint and the changes above it, or from
+//!   the whole history (see [`crate::checkpoint`] and `recovery.rs`); the compactor
+//!   thread writes checkpoints in the background under the same maintenance lock as index
+//!   compaction.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,10 +29,12 @@ use shale_api::error::EtcdError;
 use shale_api::mvccpb::KeyValue;
 use shale_storage::{Engine, WriteBatch};
 
+use crate::checkpoint::{self, CheckpointConfig, CheckpointStats, Recovery};
 use crate::compactor::Compactor;
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-use crate::record::{self, decode_i64, kv_key, parse_kv_key};
+use crate::record::{self, kv_key};
+use crate::recovery;
 use crate::revision::Revision;
 use crate::tree_index::TreeIndex;
 
@@ -56,6 +62,14 @@ pub(crate) struct Shared {
     pub index: RwLock<TreeIndex>,
     pub rev: AtomicI64,
     pub compact_rev: AtomicI64,
+    /// Held by whoever compacts the index or writes a checkpoint (one at a time), and by
+    /// `reload` while it replaces the state.
+    pub maintenance: Mutex<()>,
+    /// Bumped by `reload`: a checkpoint being written of the previous content gives up.
+    pub epoch: AtomicU64,
+    /// Revision of the newest checkpoint written or loaded (-1: none known).
+    pub checkpoint_rev: AtomicI64,
+    pub checkpoint: CheckpointConfig,
 }
 
 /// The MVCC store. Cheap to share behind an `Arc`.
@@ -63,41 +77,91 @@ pub struct MvccStore {
     pub(crate) shared: Arc<Shared>,
     write_lock: Mutex<()>,
     compactor: Compactor,
+    recovery: Recovery,
 }
 
 impl MvccStore {
-    /// Opens the store on `engine`, rebuilding the index from the stored history and resuming
-    /// an unfinished compaction.
+    /// Opens the store on `engine` with the default [`CheckpointConfig`]: from its key-index
+    /// checkpoint if it has a usable one, else rebuilding the index from the whole history.
+    /// An unfinished compaction is resumed.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Self> {
-        let (index, rev, compact, done) = load(&*engine)?;
+        Self::open_with(engine, CheckpointConfig::default())
+    }
+
+    /// [`MvccStore::open`] with explicit checkpoint settings.
+    pub fn open_with(engine: Arc<dyn Engine>, checkpoint: CheckpointConfig) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let loaded = recovery::recover(&*engine, checkpoint.load)?;
+        tracing::info!(
+            keys = loaded.index.len(),
+            revision = loaded.rev,
+            recovery = ?loaded.recovery,
+            took_ms = started.elapsed().as_millis() as u64,
+            "mvcc store opened"
+        );
+        let checkpoint_rev = match loaded.recovery {
+            Recovery::Checkpoint { rev, .. } => rev,
+            Recovery::FullScan => -1,
+        };
         let shared = Arc::new(Shared {
             engine,
-            index: RwLock::new(index),
-            rev: AtomicI64::new(rev),
-            compact_rev: AtomicI64::new(compact),
+            index: RwLock::new(loaded.index),
+            rev: AtomicI64::new(loaded.rev),
+            compact_rev: AtomicI64::new(loaded.compact),
+            maintenance: Mutex::new(()),
+            epoch: AtomicU64::new(0),
+            checkpoint_rev: AtomicI64::new(checkpoint_rev),
+            checkpoint,
         });
         let compactor = Compactor::start(shared.clone());
-        if compact > done {
-            compactor.schedule(compact);
+        if loaded.compact > loaded.done {
+            compactor.schedule(loaded.compact);
         }
         Ok(Self {
             shared,
             write_lock: Mutex::new(()),
             compactor,
+            recovery: loaded.recovery,
         })
+    }
+
+    /// How the index was rebuilt when the store was opened.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// Writes a key-index checkpoint now, on the calling thread (the compactor thread takes
+    /// them by itself when due). `None` when the newest one is already at the current revision.
+    pub fn checkpoint_now(&self) -> Result<Option<CheckpointStats>> {
+        let _m = self.shared.maintenance.lock();
+        checkpoint::write(&self.shared, &|| false)
+    }
+
+    /// Every key of the index with its whole history (tests compare rebuilt indexes).
+    #[doc(hidden)]
+    pub fn index_dump(&self) -> Vec<(Bytes, crate::key_index::KeyIndex)> {
+        self.shared.index.read().dump()
     }
 
     /// Rebuilds the in-memory state from the engine after its content was replaced (snapshot
     /// install). Waits for running compactions and blocks writers while it runs.
     pub fn reload(&self) -> Result<()> {
         let _w = self.write_lock.lock();
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
         self.compactor.wait_idle();
-        let (index, rev, compact, done) = load(&*self.shared.engine)?;
-        *self.shared.index.write() = index;
-        self.shared.compact_rev.store(compact, Ordering::Release);
-        self.shared.rev.store(rev, Ordering::Release);
-        if compact > done {
-            self.compactor.schedule(compact);
+        let _m = self.shared.maintenance.lock();
+        // The new content's checkpoint records (the sender's, or one of our old index raced
+        // into it) are not trusted: dropped, and the index rebuilt from the whole history.
+        checkpoint::discard(&*self.shared.engine)?;
+        self.shared.checkpoint_rev.store(-1, Ordering::Release);
+        let loaded = recovery::recover(&*self.shared.engine, false)?;
+        *self.shared.index.write() = loaded.index;
+        self.shared
+            .compact_rev
+            .store(loaded.compact, Ordering::Release);
+        self.shared.rev.store(loaded.rev, Ordering::Release);
+        if loaded.compact > loaded.done {
+            self.compactor.schedule(loaded.compact);
         }
         Ok(())
     }
@@ -152,51 +216,6 @@ impl MvccStore {
     pub fn get_at_revision(&self, rev: Revision) -> Result<Option<KeyValue>> {
         self.shared.fetch(rev, None)
     }
-}
-
-/// Rebuilds the index from stored history: (index, revision, compact revision, finished compaction).
-fn load(engine: &dyn Engine) -> Result<(TreeIndex, i64, i64, i64)> {
-    let mut index = TreeIndex::new();
-    let mut rev = 0i64;
-    let start = [record::KV_PREFIX];
-    let end = [record::KV_PREFIX + 1];
-    for item in engine.scan(
-        std::ops::Bound::Included(&start[..]),
-        std::ops::Bound::Excluded(&end[..]),
-    ) {
-        let (k, v) = item?;
-        let (r, tombstone) = parse_kv_key(&k)?;
-        let kv = record::decode_kv(&v)?;
-        rev = rev.max(r.main);
-        if tombstone {
-            // A tombstone whose puts were compacted away leaves nothing to restore.
-            index.tombstone(&kv.key, r);
-            continue;
-        }
-        match index.entry(&kv.key) {
-            Some(ki) if !ki.is_deleted() => {
-                ki.put(r);
-                ki.lease = kv.lease;
-            }
-            _ => index.restore(
-                &kv.key,
-                Revision::new(kv.create_revision, 0),
-                r,
-                kv.version,
-                kv.lease,
-            ),
-        }
-    }
-    // etcd starts with "never compacted" = -1 and an empty store at revision 1.
-    let compact = match engine.get(record::META_COMPACT)? {
-        Some(v) => decode_i64(&v)?,
-        None => -1,
-    };
-    let done = match engine.get(record::META_COMPACT_DONE)? {
-        Some(v) => decode_i64(&v)?,
-        None => -1,
-    };
-    Ok((index, rev.max(compact).max(1), compact, done))
 }
 
 impl Shared {

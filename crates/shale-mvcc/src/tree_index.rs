@@ -180,6 +180,37 @@ impl TreeIndex {
         None
     }
 
+    /// Copies up to `n` entries after `after` (exclusive), in key order (checkpoint writer).
+    pub(crate) fn entries_after(&self, after: Option<&Bytes>, n: usize) -> Vec<(Bytes, KeyIndex)> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(k.as_ref()),
+            None => Bound::Unbounded,
+        };
+        self.keys
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(n)
+            .map(|(k, ki)| (k.clone(), ki.clone()))
+            .collect()
+    }
+
+    /// Builds an index from entries sorted by key (checkpoint loader).
+    pub(crate) fn from_sorted(entries: Vec<(Bytes, KeyIndex)>) -> Self {
+        Self {
+            keys: entries.into_iter().collect(),
+        }
+    }
+
+    /// Compacts every key at `at` in one go, dropping keys left without history (loading).
+    pub(crate) fn compact_all(&mut self, at: i64) {
+        self.compact_chunk(at, None, usize::MAX, &mut std::collections::HashSet::new());
+    }
+
+    /// Every key with its whole history, in key order (tests compare rebuilt indexes).
+    pub fn dump(&self) -> Vec<(Bytes, KeyIndex)> {
+        self.entries_after(None, usize::MAX)
+    }
+
     /// Revisions that a compaction at `at` keeps (the visible, non-deleted change of each key).
     pub fn keep(&self, at: i64) -> std::collections::HashSet<Revision> {
         self.keys.values().filter_map(|ki| ki.keep(at)).collect()

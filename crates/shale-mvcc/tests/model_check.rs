@@ -2,6 +2,10 @@
 //! engine and on sled) and to the reference model of `shale_testkit::model`; every response
 //! must be equal. On a mismatch the panic message names the seed and the op index; rerun one
 //! seed with `MODEL_SEED=<seed> cargo test -p shale-mvcc --test model_check`.
+//!
+//! Key-index checkpoints are taken at random points; reopens load them when usable, and each
+//! reopen from a checkpoint is compared with a full rebuild of the same engine (every key's
+//! whole history, current and compact revisions).
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -21,7 +25,7 @@ use shale_api::mvccpb::KeyValue;
 use shale_api::validate;
 use shale_mvcc::hash::hash_kv;
 use shale_mvcc::kv;
-use shale_mvcc::{ApplyBatch, Error, KeyRange, MvccStore};
+use shale_mvcc::{ApplyBatch, CheckpointConfig, Error, KeyRange, MvccStore, Recovery};
 use shale_storage::{Engine, LogEngine, LogEngineConfig, MemoryEngine, SledEngine};
 use shale_testkit::model::Model;
 
@@ -172,14 +176,46 @@ impl Subject {
         self.store.as_ref().expect("store open")
     }
 
-    fn reopen(&mut self) {
+    /// Reopens the store; returns true when it loaded a checkpoint, after checking that the
+    /// result equals a full rebuild of the same engine.
+    fn reopen(&mut self) -> bool {
         drop(self.store.take());
         if let Some(open) = &self.open_engine {
             // Close the old engine before replaying its files.
             self.engine = Arc::new(MemoryEngine::new());
             self.engine = open();
         }
-        self.store = Some(MvccStore::open(self.engine.clone()).expect("reopen"));
+        let store = MvccStore::open(self.engine.clone()).expect("reopen");
+        let from_checkpoint = matches!(store.recovery(), Recovery::Checkpoint { .. });
+        if from_checkpoint {
+            store.wait_compaction();
+            let full = MvccStore::open_with(
+                self.engine.clone(),
+                CheckpointConfig {
+                    load: false,
+                    background: false,
+                    ..Default::default()
+                },
+            )
+            .expect("full rebuild");
+            full.wait_compaction();
+            assert_eq!(full.recovery(), Recovery::FullScan);
+            assert_eq!(
+                (full.current_revision(), full.compact_revision()),
+                (store.current_revision(), store.compact_revision()),
+                "{}: revisions after {:?}",
+                self.name,
+                store.recovery()
+            );
+            assert!(
+                full.index_dump() == store.index_dump(),
+                "{}: index from {:?} differs from the full rebuild",
+                self.name,
+                store.recovery()
+            );
+        }
+        self.store = Some(store);
+        from_checkpoint
     }
 
     /// Applies `ops` as one ApplyBatch (like the state machine applying several log entries).
@@ -586,6 +622,8 @@ struct Stats {
     batches: usize,
     errors: std::collections::BTreeMap<String, usize>,
     reopens: usize,
+    checkpoints: usize,
+    checkpoint_loads: usize,
     compactions: usize,
     full_checks: usize,
 }
@@ -669,7 +707,7 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
         if i >= next_reopen {
             next_reopen = i + g.rng.random_range(100..600);
             for s in &mut subjects {
-                s.reopen();
+                st.checkpoint_loads += s.reopen() as usize;
             }
             st.reopens += 1;
             full_check(seed, i, &m, &subjects, &mut g.rng);
@@ -678,6 +716,13 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
         if g.rng.random_ratio(1, 150) {
             full_check(seed, i, &m, &subjects, &mut g.rng);
             st.full_checks += 1;
+        }
+        // Often, as compactions (every ~30 ops) make older checkpoints unusable.
+        if g.rng.random_ratio(1, 20) {
+            for s in &subjects {
+                st.checkpoints +=
+                    s.store().checkpoint_now().expect("checkpoint").is_some() as usize;
+            }
         }
         let op = g.op(&m);
         if !op.is_write()
@@ -768,7 +813,7 @@ fn run_seed(seed: u64, ops: usize) -> Stats {
         "seed {seed}: HashKV changed by physical compaction"
     );
     for s in &mut subjects {
-        s.reopen();
+        st.checkpoint_loads += s.reopen() as usize;
         s.store().wait_compaction();
     }
     let reopened: Vec<Vec<u32>> = probe_revs.iter().map(|&r| hashes(&subjects, r)).collect();
@@ -792,7 +837,11 @@ fn random_sequences_match_the_model() {
         let st = run_seed(seed, ops);
         eprintln!("seed {seed}: {st:?}");
         assert!(
-            st.errors.len() >= 4 && st.compactions > 0 && st.reopens > 0,
+            st.errors.len() >= 4
+                && st.compactions > 0
+                && st.reopens > 0
+                && st.checkpoints > 0
+                && st.checkpoint_loads > 0,
             "seed {seed} too tame: {st:?}"
         );
         total += st.ops;
