@@ -54,6 +54,14 @@ impl ServerTlsConfig {
                 self.flag("trusted-ca-file")
             )));
         }
+        if !self.allowed_cns.is_empty() && !self.allowed_hostnames.is_empty() {
+            // As etcd: one or the other (etcd's message).
+            return Err(TlsError::Config(format!(
+                "--peer-cert-allowed-cn and --peer-cert-allowed-hostname are mutually exclusive (cn={:?}, hostname={:?})",
+                self.allowed_cns.join(","),
+                self.allowed_hostnames.join(",")
+            )));
+        }
         let cert_auth = self.client_cert_auth;
         if !cert_auth && (!self.allowed_cns.is_empty() || !self.allowed_hostnames.is_empty()) {
             return Err(TlsError::Config(format!(
