@@ -11,6 +11,7 @@
 //! Nothing here knows about Raft, tokio or gRPC: the state machine drives [`MvccStore`] with
 //! decided commands, and the server wires watchers to streams through [`watch::WatchSink`].
 
+mod batch;
 pub mod checkpoint;
 mod compactor;
 pub mod error;
