@@ -457,10 +457,11 @@ fn harness_starts_a_real_etcd_cluster_with_peer_mtls() {
 fn mixed_http_and_https_client_urls_health_and_metrics() {
     let certs = Certs::new();
     let metrics_port = free_port().expect("port");
+    let tls_metrics_port = free_port().expect("port");
     let mut args = certs.server_flags();
     args.extend([
         "--listen-metrics-urls".to_string(),
-        format!("http://127.0.0.1:{metrics_port}"),
+        format!("http://127.0.0.1:{metrics_port},https://127.0.0.1:{tls_metrics_port}"),
     ]);
     let tls = TlsOpts {
         plain_client_too: true,
@@ -525,6 +526,22 @@ fn mixed_http_and_https_client_urls_health_and_metrics() {
     let (code, body) = http_get(metrics_addr, "/health").expect("GET /health on the metrics URL");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"health\":\"true\""), "{body}");
+    // An https:// metrics URL is served with the client port's TLS (client certificates
+    // required), as etcd does.
+    let tls_metrics = |client: &str| {
+        sh(&format!(
+            "curl -sS --fail --max-time 10 --cacert {} {client} https://127.0.0.1:{tls_metrics_port}/metrics",
+            s(&certs.ca),
+        ))
+    };
+    let (ok, body) = tls_metrics(&format!(
+        "--cert {} --key {}",
+        s(&certs.client.cert),
+        s(&certs.client.key)
+    ));
+    assert!(ok && body.contains("etcd_server_has_leader"), "{body}");
+    let (ok, body) = tls_metrics("");
+    assert!(!ok, "no client certificate on the https metrics URL: {body}");
 }
 
 /// Puts through new connections and through one long-lived connection while the member's
