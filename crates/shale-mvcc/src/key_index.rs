@@ -36,10 +36,14 @@ impl Generation {
         self.revs.is_empty()
     }
 
+    /// Number of revisions with `main <= at` (they come first: revisions increase).
+    pub(crate) fn count_le(&self, at: i64) -> usize {
+        self.revs.partition_point(|r| r.main <= at)
+    }
+
     /// Index of the latest revision with `main <= at`, if any.
     fn walk_le(&self, at: i64) -> Option<usize> {
-        let n = self.revs.partition_point(|r| r.main <= at);
-        n.checked_sub(1)
+        self.count_le(at).checked_sub(1)
     }
 }
 
@@ -222,10 +226,11 @@ impl KeyIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn r(m: i64) -> Revision {
+    /// The revision `m` (sub revision 0).
+    pub(crate) fn r(m: i64) -> Revision {
         Revision::new(m, 0)
     }
 

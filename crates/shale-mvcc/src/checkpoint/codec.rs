@@ -198,7 +198,7 @@ impl Cut {
         let mut deleted = false;
         let mut trimmed = false;
         for (i, g) in ki.generations.iter().enumerate() {
-            let n = g.revs.partition_point(|r| r.main <= at);
+            let n = g.count_le(at);
             let dropped = g.revs.len() - n;
             trimmed |= dropped > 0;
             if n == 0 {
@@ -372,10 +372,7 @@ pub(crate) fn decode_chunk(b: &[u8], out: &mut Vec<(Bytes, KeyIndex)>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn r(m: i64) -> Revision {
-        Revision::new(m, 0)
-    }
+    use crate::key_index::tests::r;
 
     fn sample() -> KeyIndex {
         // put@2 put@4 del@6 | put@8 put@10.1
