@@ -13,7 +13,7 @@ use shale_api::etcdserverpb::{
     AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionResponse, AuthUserAddResponse,
     AuthUserChangePasswordResponse, AuthUserDeleteResponse, AuthUserGrantRoleResponse,
     AuthUserRevokeRoleResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse,
-    RangeRequest, ResponseHeader, TxnRequest,
+    ResponseHeader, TxnRequest,
 };
 use shale_api::shalepb::{
     internal_request::Request, internal_response::Response, InternalRequest, InternalResponse,
@@ -230,31 +230,10 @@ pub(crate) fn load_inner(store: &MvccStore, cfg: &MachineConfig) -> Result<Inner
             .map_err(|_| Error::Corrupt(format!("bad lease record for {id}")))?;
         lessor.restore(id, ttl, now);
     }
-    // Re-attach keys from their current `lease` field, a page at a time.
-    let mut from = Bytes::from_static(b"\0");
-    loop {
-        let page = kv::range(
-            store,
-            &RangeRequest {
-                key: from.clone(),
-                range_end: Bytes::from_static(b"\0"),
-                limit: 1000,
-                ..Default::default()
-            },
-        )?;
-        for kv in &page.kvs {
-            if kv.lease != 0 {
-                lessor.attach(kv.lease, &kv.key);
-            }
-        }
-        match page.kvs.last() {
-            Some(last) if page.more => {
-                let mut next = last.key.to_vec();
-                next.push(0);
-                from = Bytes::from(next);
-            }
-            _ => break,
-        }
+    // Re-attach keys to their leases from the key index (it knows each live key's lease:
+    // no value is read, which kept a member with a million keys from serving for seconds).
+    for (key, lease) in store.leased_keys() {
+        lessor.attach(lease, &key);
     }
     let mut alarms = Alarms::default();
     let end = shale_storage::engine_prefix_end(ALARM_PREFIX).unwrap_or_else(|| vec![0xff]);

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use shale_api::error::EtcdError;
 use shale_api::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AlarmType, CompactionRequest, LeaseGrantRequest,
-    LeaseRevokeRequest, PutRequest, RangeRequest, WatchResponse,
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, CompactionRequest, DeleteRangeRequest,
+    LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, WatchResponse,
 };
 use shale_machine::{
     internal_request::Request, response_result, InternalRequest, Machine, MachineConfig,
@@ -185,6 +185,15 @@ fn reopen_restores_revision_leases_and_raft_state() {
                 req(Request::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 9 })),
                 put("a", "1", 9),
                 put("b", "2", 0),
+                // Re-attachment on open comes from the key index: a key put again without
+                // the lease and a deleted leased key must not come back attached.
+                put("c", "3", 9),
+                put("c", "4", 0),
+                put("d", "5", 9),
+                req(Request::DeleteRange(DeleteRangeRequest {
+                    key: Bytes::from_static(b"d"),
+                    ..Default::default()
+                })),
             ],
             b"applied-3".to_vec(),
         )
@@ -199,7 +208,7 @@ fn reopen_restores_revision_leases_and_raft_state() {
         .expect("apply");
     }
     let m = Machine::open(engine, MachineConfig::default()).expect("reopen");
-    assert_eq!(m.store().current_revision(), 3);
+    assert_eq!(m.store().current_revision(), 7);
     assert_eq!(m.store().compact_revision(), 2);
     assert_eq!(m.raft_state().expect("state"), Some(b"applied-4".to_vec()));
     assert_eq!(

@@ -182,6 +182,11 @@ impl MvccStore {
         &self.shared.engine
     }
 
+    /// Every live key attached to a lease, with its lease, at the newest revision.
+    pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
+        self.shared.index.read().leased_keys()
+    }
+
     /// Number of keys with history in the index.
     pub fn key_count(&self) -> usize {
         self.shared.index.read().len()

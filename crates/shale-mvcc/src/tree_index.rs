@@ -128,6 +128,16 @@ impl TreeIndex {
         n
     }
 
+    /// Every live key attached to a lease, with its lease (the lessor's rebuild on open: from
+    /// the index alone, no value is read).
+    pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
+        self.keys
+            .iter()
+            .filter(|(_, ki)| ki.lease != 0 && !ki.is_deleted())
+            .map(|(k, ki)| (k.clone(), ki.lease))
+            .collect()
+    }
+
     /// Live keys of `range` at the newest revision (used by deletes).
     pub fn live_keys(&self, range: &KeyRange) -> Vec<Bytes> {
         self.keys
