@@ -60,19 +60,25 @@ fn member_args(dir: &Path, client_tls: bool, peer_tls: bool) -> Vec<String> {
         scheme(peer_tls),
         free_port().expect("port")
     );
+    member_cmdline(dir, &client, &peer)
+}
+
+/// The command line of member `n1`, alone in its cluster: data dir `dir`, client URL
+/// `client`, peer URL `peer`.
+fn member_cmdline(dir: &Path, client: &str, peer: &str) -> Vec<String> {
     [
         "--name",
         "n1",
         "--data-dir",
         &s(dir),
         "--listen-client-urls",
-        &client,
+        client,
         "--advertise-client-urls",
-        &client,
+        client,
         "--listen-peer-urls",
-        &peer,
+        peer,
         "--initial-advertise-peer-urls",
-        &peer,
+        peer,
         "--initial-cluster",
         &format!("n1={peer}"),
     ]
@@ -159,6 +165,23 @@ fn refusal(
     }
 }
 
+/// A case whose flags are only a certificate/key pair: `--cert-file`/`--key-file` on the
+/// client port, `--peer-cert-file`/`--peer-key-file` on the peer port.
+fn pair_refusal(
+    what: &'static str,
+    tls: (bool, bool),
+    cert: &str,
+    key: &str,
+    needles: &[&str],
+) -> Refusal {
+    let (cert_flag, key_flag) = if tls.1 {
+        ("--peer-cert-file", "--peer-key-file")
+    } else {
+        ("--cert-file", "--key-file")
+    };
+    refusal(what, tls, v(&[cert_flag, cert, key_flag, key]), needles)
+}
+
 fn v(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
@@ -227,12 +250,19 @@ fn startup_refusals_name_the_flag_and_the_file() {
             .map(|a| a.to_string())
             .collect()
     };
+    // A case on the client (peer) port: its good certificate/key pair plus `extra`.
+    let client_refusal =
+        |what, extra: &[&str], needles: &[&str]| refusal(what, CLIENT, with_pair(extra), needles);
+    let peer_refusal = |what, extra: &[&str], needles: &[&str]| {
+        refusal(what, PEER, with_peer_pair(extra), needles)
+    };
     let mut cases = vec![
         // The certificate/key pair of the client port.
-        refusal(
+        pair_refusal(
             "certificate does not match its key",
             CLIENT,
-            v(&["--cert-file", &crt, "--key-file", &other_key]),
+            &crt,
+            &other_key,
             &[
                 "--cert-file",
                 &crt,
@@ -241,52 +271,60 @@ fn startup_refusals_name_the_flag_and_the_file() {
                 "does not match",
             ],
         ),
-        refusal(
+        pair_refusal(
             "--cert-file missing",
             CLIENT,
-            v(&["--cert-file", missing, "--key-file", &key]),
+            missing,
+            &key,
             &["--cert-file", missing],
         ),
-        refusal(
+        pair_refusal(
             "--cert-file is a directory",
             CLIENT,
-            v(&["--cert-file", dir, "--key-file", &key]),
+            dir,
+            &key,
             &["--cert-file", dir],
         ),
-        refusal(
+        pair_refusal(
             "--cert-file is not PEM (text)",
             CLIENT,
-            v(&["--cert-file", text, "--key-file", &key]),
+            text,
+            &key,
             &["--cert-file", text, "PEM"],
         ),
-        refusal(
+        pair_refusal(
             "--cert-file is not PEM (DER)",
             CLIENT,
-            v(&["--cert-file", der, "--key-file", &key]),
+            der,
+            &key,
             &["--cert-file", der, "PEM"],
         ),
-        refusal(
+        pair_refusal(
             "--cert-file holds a key",
             CLIENT,
-            v(&["--cert-file", &key, "--key-file", &key]),
+            &key,
+            &key,
             &["--cert-file", &key, "PEM certificate"],
         ),
-        refusal(
+        pair_refusal(
             "--key-file missing",
             CLIENT,
-            v(&["--cert-file", &crt, "--key-file", missing]),
+            &crt,
+            missing,
             &["--key-file", missing],
         ),
-        refusal(
+        pair_refusal(
             "--key-file is not PEM",
             CLIENT,
-            v(&["--cert-file", &crt, "--key-file", text]),
+            &crt,
+            text,
             &["--key-file", text, "PEM"],
         ),
-        refusal(
+        pair_refusal(
             "--key-file holds a certificate",
             CLIENT,
-            v(&["--cert-file", &crt, "--key-file", &crt]),
+            &crt,
+            &crt,
             &["--key-file", &crt, "PEM private key"],
         ),
         refusal(
@@ -296,58 +334,52 @@ fn startup_refusals_name_the_flag_and_the_file() {
             &["--cert-file", "--key-file"],
         ),
         // CA and CRL of the client port.
-        refusal(
+        client_refusal(
             "--trusted-ca-file missing",
-            CLIENT,
-            with_pair(&["--trusted-ca-file", missing, "--client-cert-auth"]),
+            &["--trusted-ca-file", missing, "--client-cert-auth"],
             &["--trusted-ca-file", missing],
         ),
-        refusal(
+        client_refusal(
             "--trusted-ca-file is not PEM",
-            CLIENT,
-            with_pair(&["--trusted-ca-file", der, "--client-cert-auth"]),
+            &["--trusted-ca-file", der, "--client-cert-auth"],
             &["--trusted-ca-file", der, "PEM"],
         ),
-        refusal(
+        client_refusal(
             "--trusted-ca-file not PEM, no --client-cert-auth",
-            CLIENT,
-            with_pair(&["--trusted-ca-file", text]),
+            &["--trusted-ca-file", text],
             &["--trusted-ca-file", text, "PEM"],
         ),
-        refusal(
+        client_refusal(
             "--client-crl-file missing",
-            CLIENT,
-            with_pair(&[
+            &[
                 "--trusted-ca-file",
                 &ca,
                 "--client-cert-auth",
                 "--client-crl-file",
                 missing,
-            ]),
+            ],
             &["--client-crl-file", missing],
         ),
-        refusal(
+        client_refusal(
             "--client-crl-file is not PEM",
-            CLIENT,
-            with_pair(&[
+            &[
                 "--trusted-ca-file",
                 &ca,
                 "--client-cert-auth",
                 "--client-crl-file",
                 text,
-            ]),
+            ],
             &["--client-crl-file", text, "PEM"],
         ),
-        refusal(
+        client_refusal(
             "--client-crl-file holds a certificate",
-            CLIENT,
-            with_pair(&[
+            &[
                 "--trusted-ca-file",
                 &ca,
                 "--client-cert-auth",
                 "--client-crl-file",
                 &ca,
-            ]),
+            ],
             &["--client-crl-file", &ca, "CRL"],
         ),
         // Flag combinations and values.
@@ -357,43 +389,37 @@ fn startup_refusals_name_the_flag_and_the_file() {
             v(&[]),
             &["--cert-file", "--key-file", "https://127.0.0.1:"],
         ),
-        refusal(
+        client_refusal(
             "--client-cert-auth without --trusted-ca-file",
-            CLIENT,
-            with_pair(&["--client-cert-auth"]),
+            &["--client-cert-auth"],
             &["--client-cert-auth", "--trusted-ca-file"],
         ),
-        refusal(
+        client_refusal(
             "--tls-min-version TLS1.1",
-            CLIENT,
-            with_pair(&["--tls-min-version", "TLS1.1"]),
+            &["--tls-min-version", "TLS1.1"],
             &["--tls-min-version", "TLS1.1"],
         ),
-        refusal(
+        client_refusal(
             "--tls-min-version tls1.3 (etcd's names only)",
-            CLIENT,
-            with_pair(&["--tls-min-version", "tls1.3"]),
+            &["--tls-min-version", "tls1.3"],
             &["--tls-min-version", "tls1.3"],
         ),
-        refusal(
+        client_refusal(
             "--tls-max-version TLS1.4",
-            CLIENT,
-            with_pair(&["--tls-max-version", "TLS1.4"]),
+            &["--tls-max-version", "TLS1.4"],
             &["--tls-max-version", "TLS1.4"],
         ),
-        refusal(
+        client_refusal(
             "--tls-min-version above --tls-max-version",
-            CLIENT,
-            with_pair(&["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"]),
+            &["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"],
             &["--tls-min-version", "--tls-max-version"],
         ),
-        refusal(
+        client_refusal(
             "--cipher-suites unknown name",
-            CLIENT,
-            with_pair(&[
+            &[
                 "--cipher-suites",
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_NOT_A_SUITE",
-            ]),
+            ],
             &["--cipher-suites", "TLS_NOT_A_SUITE"],
         ),
         refusal(
@@ -402,21 +428,19 @@ fn startup_refusals_name_the_flag_and_the_file() {
             v(&["--cipher-suites", "TLS_NOT_A_SUITE"]),
             &["--cipher-suites", "TLS_NOT_A_SUITE"],
         ),
-        refusal(
+        client_refusal(
             "--cipher-suites CBC suite (Go has it, rustls not)",
-            CLIENT,
-            with_pair(&["--cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"]),
+            &["--cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"],
             &["--cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"],
         ),
-        refusal(
+        client_refusal(
             "--cipher-suites with TLS1.3 only",
-            CLIENT,
-            with_pair(&[
+            &[
                 "--cipher-suites",
                 "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
                 "--tls-min-version",
                 "TLS1.3",
-            ]),
+            ],
             &["--cipher-suites", "--tls-min-version"],
         ),
         // The peer port.
@@ -426,52 +450,51 @@ fn startup_refusals_name_the_flag_and_the_file() {
             v(&[]),
             &["--peer-cert-file", "--peer-key-file", "https://127.0.0.1:"],
         ),
-        refusal(
+        pair_refusal(
             "peer certificate does not match its key",
             PEER,
-            v(&["--peer-cert-file", &crt, "--peer-key-file", &other_key]),
+            &crt,
+            &other_key,
             &["--peer-cert-file", &crt, "--peer-key-file", &other_key],
         ),
-        refusal(
+        pair_refusal(
             "--peer-cert-file is not PEM",
             PEER,
-            v(&["--peer-cert-file", der, "--peer-key-file", &key]),
+            der,
+            &key,
             &["--peer-cert-file", der, "PEM"],
         ),
-        refusal(
+        pair_refusal(
             "--peer-key-file missing",
             PEER,
-            v(&["--peer-cert-file", &crt, "--peer-key-file", missing]),
+            &crt,
+            missing,
             &["--peer-key-file", missing],
         ),
-        refusal(
+        peer_refusal(
             "--peer-trusted-ca-file is not PEM",
-            PEER,
-            with_peer_pair(&["--peer-trusted-ca-file", text, "--peer-client-cert-auth"]),
+            &["--peer-trusted-ca-file", text, "--peer-client-cert-auth"],
             &["--peer-trusted-ca-file", text, "PEM"],
         ),
-        refusal(
+        peer_refusal(
             "--peer-crl-file is not PEM",
-            PEER,
-            with_peer_pair(&[
+            &[
                 "--peer-trusted-ca-file",
                 &ca,
                 "--peer-client-cert-auth",
                 "--peer-crl-file",
                 text,
-            ]),
+            ],
             &["--peer-crl-file", text, "PEM"],
         ),
-        refusal(
+        peer_refusal(
             "--peer-client-cert-auth without --peer-trusted-ca-file",
-            PEER,
-            with_peer_pair(&["--peer-client-cert-auth"]),
+            &["--peer-client-cert-auth"],
             &["--peer-client-cert-auth", "--peer-trusted-ca-file"],
         ),
-        refusal(
+        peer_refusal(
             "--peer-cert-allowed-cn with --peer-cert-allowed-hostname",
-            PEER,
-            with_peer_pair(&[
+            &[
                 "--peer-trusted-ca-file",
                 &ca,
                 "--peer-client-cert-auth",
@@ -479,7 +502,7 @@ fn startup_refusals_name_the_flag_and_the_file() {
                 "shale-server",
                 "--peer-cert-allowed-hostname",
                 "localhost",
-            ]),
+            ],
             &[
                 "--peer-cert-allowed-cn",
                 "--peer-cert-allowed-hostname",
@@ -576,25 +599,7 @@ fn a_refused_restart_loses_nothing() {
 
     // The member's own command line with bad TLS input: refused, data dir untouched.
     let (ep, peer) = (m.endpoint(), m.peer_url());
-    let base: Vec<String> = [
-        "--name",
-        "n1",
-        "--data-dir",
-        &s(&m.data_dir()),
-        "--listen-client-urls",
-        &ep,
-        "--advertise-client-urls",
-        &ep,
-        "--listen-peer-urls",
-        &peer,
-        "--initial-advertise-peer-urls",
-        &peer,
-        "--initial-cluster",
-        &format!("n1={peer}"),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let base = member_cmdline(&m.data_dir(), &ep, &peer);
     let (crt, key, ca) = (s(&certs.server.cert), s(&certs.server.key), s(&certs.ca));
     let bad_inputs: [Vec<String>; 4] = [
         // a key that does not match
