@@ -2,8 +2,10 @@
 //! same script checked against real etcd 3.5.1; tokens and watch refusals at the gRPC level;
 //! auth state surviving a restart.
 
-use std::process::{Command, Stdio};
+#[path = "auth_util/mod.rs"]
+mod auth_util;
 
+use auth_util::{etcdctl_input, etcdctl_setup_steps};
 use futures::StreamExt;
 use shale_api::etcdserverpb::auth_client::AuthClient;
 use shale_api::etcdserverpb::kv_client::KvClient;
@@ -12,37 +14,12 @@ use shale_api::etcdserverpb::{
     watch_request, AuthUserChangePasswordRequest, AuthenticateRequest, RangeRequest,
     WatchCreateRequest, WatchRequest,
 };
-use shale_testkit::process::{etcd35_bin, etcdctl35_bin, shale_bin, EtcdProcess};
+use shale_testkit::process::{etcd35_bin, shale_bin, EtcdProcess};
 use tonic::Request;
 
 /// Runs etcdctl; returns (success, stdout, stderr without client warning logs).
 fn ctl(server: &EtcdProcess, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut cmd = Command::new(etcdctl35_bin().expect("etcdctl 3.5"));
-    cmd.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", server.endpoint()))
-        .arg("--dial-timeout=5s")
-        .arg("--command-timeout=15s")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn etcdctl");
-    if let Some(s) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("etcdctl");
-    let err: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("\"level\":\"warn\""))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        err,
-    )
+    etcdctl_input(&server.endpoint(), args, stdin)
 }
 
 /// etcdctl must succeed and print exactly `want` (plus a newline).
@@ -355,21 +332,7 @@ fn with_token<T>(msg: T, key: &'static str, token: &str) -> Request<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_watch_refusals() {
     let s = EtcdProcess::start(&shale_bin().expect("shale binary"), &[]).expect("start shale");
-    for args in [
-        &["user", "add", "root:rootpw"][..],
-        &["user", "add", "alice:apw"],
-        &["role", "add", "r"],
-        &[
-            "role",
-            "grant-permission",
-            "r",
-            "readwrite",
-            "/a/",
-            "--prefix",
-        ],
-        &["user", "grant-role", "alice", "r"],
-        &["auth", "enable"],
-    ] {
+    for args in etcdctl_setup_steps(false) {
         let (okk, _, err) = ctl(&s, args, None);
         assert!(okk, "{args:?}: {err}");
     }

@@ -452,22 +452,7 @@ async fn client_certificate_cn_is_the_user_like_etcd() {
             a.extend(args.iter().map(|s| s.to_string()));
             etcdctl(&ep, &a)
         };
-        for args in [
-            &["user", "add", "root:rootpw"][..],
-            &["user", "grant-role", "root", "root"],
-            &["user", "add", "alice:apw"],
-            &["role", "add", "r"],
-            &[
-                "role",
-                "grant-permission",
-                "r",
-                "readwrite",
-                "/a/",
-                "--prefix",
-            ],
-            &["user", "grant-role", "alice", "r"],
-            &["auth", "enable"],
-        ] {
+        for args in etcdctl_setup_steps(true) {
             let (ok, _, err) = run("alice", args);
             assert!(ok, "etcd={etcd} {args:?}: {err}");
         }

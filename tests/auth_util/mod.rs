@@ -1,8 +1,9 @@
 //! Helpers of the JWT and certificate-CN auth tests (t36): key pairs and certificates made
 //! with the `openssl` command line, the standard users and roles set up over gRPC, small
-//! gRPC calls that carry a token, and etcdctl runs.
+//! gRPC calls that carry a token, and etcdctl runs. t35 uses its etcdctl runs too.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -59,31 +60,24 @@ impl KeyFiles {
     pub fn new() -> KeyFiles {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "rsa.key",
-            ],
-        );
+        let rsa_pkcs8 = |name: &str| {
+            let out = format!("{name}.key");
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    &out,
+                ],
+            );
+        };
+        rsa_pkcs8("rsa");
         openssl(d, &["genrsa", "-traditional", "-out", "rsa1.key", "2048"]);
-        openssl(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "other.key",
-            ],
-        );
+        rsa_pkcs8("other");
         openssl(
             d,
             &[
@@ -255,15 +249,36 @@ impl Pki {
 
 /// Runs etcdctl 3.5 against `ep`: (success, stdout, stderr without client warning logs).
 pub fn etcdctl(ep: &str, args: &[String]) -> (bool, String, String) {
-    let out = Command::new(etcdctl35_bin().expect("etcdctl 3.5"))
+    etcdctl_input(ep, args, None)
+}
+
+/// [`etcdctl`] with `stdin` (if any) written to its standard input.
+pub fn etcdctl_input<A: AsRef<OsStr>>(
+    ep: &str,
+    args: &[A],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let mut child = Command::new(etcdctl35_bin().expect("etcdctl 3.5"))
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={ep}"))
         .arg("--dial-timeout=5s")
         .arg("--command-timeout=15s")
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run etcdctl");
+    if let Some(s) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("etcdctl stdin");
+        pipe.write_all(s.as_bytes()).expect("write etcdctl stdin");
+    }
+    let out = child.wait_with_output().expect("etcdctl");
     let err: String = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| !l.contains("\"level\":\"warn\""))
@@ -274,6 +289,30 @@ pub fn etcdctl(ep: &str, args: &[String]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         err,
     )
+}
+
+/// The etcdctl steps that set up the users and roles of [`setup_users`] (with `root` given
+/// the role `root` first when `grant_root` is set), then enable auth.
+pub fn etcdctl_setup_steps(grant_root: bool) -> Vec<&'static [&'static str]> {
+    let mut steps: Vec<&[&str]> = vec![&["user", "add", "root:rootpw"]];
+    if grant_root {
+        steps.push(&["user", "grant-role", "root", "root"]);
+    }
+    steps.extend([
+        &["user", "add", "alice:apw"][..],
+        &["role", "add", "r"],
+        &[
+            "role",
+            "grant-permission",
+            "r",
+            "readwrite",
+            "/a/",
+            "--prefix",
+        ],
+        &["user", "grant-role", "alice", "r"],
+        &["auth", "enable"],
+    ]);
+    steps
 }
 
 pub fn with_token<T>(msg: T, token: &str) -> Request<T> {
