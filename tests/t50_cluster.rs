@@ -13,10 +13,11 @@ use shale_api::etcdserverpb::lease_client::LeaseClient;
 use shale_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use shale_api::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, MemberAddRequest,
-    MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
-    WatchCreateRequest,
+    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberRemoveRequest,
+    MoveLeaderRequest, PutRequest, WatchCreateRequest,
 };
 use shale_testkit::process::{free_port, shale_bin, EtcdProcess};
+use tonic::transport::Channel;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -112,25 +113,16 @@ async fn every_member_serves_every_request() {
     // (once each member's own publish is applied).
     for ep in &eps {
         let mut cl = ClusterClient::new(channel(ep).await.expect("channel"));
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            let list = cl
-                .member_list(MemberListRequest { linearizable: true })
-                .await
-                .expect("member list")
-                .into_inner();
+        let list = wait_member_list(&mut cl, |list| {
             let mut names: Vec<String> = list.members.iter().map(|m| m.name.clone()).collect();
             names.sort();
-            if names == ["n1", "n2", "n3"] {
-                assert!(list
-                    .members
-                    .iter()
-                    .all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{list:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            names == ["n1", "n2", "n3"]
+        })
+        .await;
+        assert!(list
+            .members
+            .iter()
+            .all(|m| m.client_ur_ls.len() == 1 && !m.is_learner));
     }
     wait_converged(&mut c, T).await.expect("converged");
 
@@ -292,19 +284,10 @@ async fn removed_follower_stops_itself() {
         .member_id;
     // Every member has published its name (so each peer knows the follower was a member).
     let mut cl = ClusterClient::new(channel(&kept[0]).await.expect("channel"));
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let list = cl
-            .member_list(MemberListRequest { linearizable: true })
-            .await
-            .expect("member list")
-            .into_inner();
-        if list.members.iter().all(|m| !m.name.is_empty()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{list:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_member_list(&mut cl, |list| {
+        list.members.iter().all(|m| !m.name.is_empty())
+    })
+    .await;
     wait_converged(&mut c, T).await.expect("converged");
     // Writes through the two members that stay, during the removal.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -387,6 +370,27 @@ async fn removed_follower_stops_itself() {
         .expect("member list")
         .into_inner();
     assert_eq!(list.members.len(), 2, "{list:?}");
+}
+
+/// Polls the linearizable member list through `cl` until `done` holds for it (panics after
+/// `T`).
+async fn wait_member_list(
+    cl: &mut ClusterClient<Channel>,
+    done: impl Fn(&MemberListResponse) -> bool,
+) -> MemberListResponse {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let list = cl
+            .member_list(MemberListRequest { linearizable: true })
+            .await
+            .expect("member list")
+            .into_inner();
+        if done(&list) {
+            return list;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn initial_cluster(c: &[EtcdProcess]) -> String {
