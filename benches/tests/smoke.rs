@@ -5,7 +5,7 @@
 //! `bash scripts/install-test-deps.sh && cargo build --release -p shale-server`.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -13,6 +13,27 @@ mod common;
 
 fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shale-bench"))
+}
+
+/// Runs `shale-bench ARGS OUT` (`args` ends with `--out`), its output captured.
+fn bench_output(args: &[&str], out: &Path) -> Output {
+    bench()
+        .args(args)
+        .arg(out)
+        .output()
+        .expect("running shale-bench")
+}
+
+/// [`bench_output`] that must succeed (else fails with shale-bench's stderr).
+fn bench_ok(args: &[&str], out: &Path) {
+    let o = bench_output(args, out);
+    assert!(
+        o.status.success(),
+        "shale-bench {} failed: {}\n{}",
+        args.join(" "),
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn check_system(run: &Value, sys: &str, total: u64) {
@@ -112,17 +133,16 @@ fn compare_single_workload_shape() {
 #[test]
 fn missing_binary_is_a_clear_error() {
     let out = tempfile::tempdir().unwrap();
-    let o = bench()
-        .args([
+    let o = bench_output(
+        &[
             "compare",
             "--quick",
             "--etcd-bin",
             "/nonexistent/etcd",
             "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("running shale-bench");
+        ],
+        out.path(),
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -136,8 +156,8 @@ fn dead_server_is_a_clear_error() {
     require_binaries();
     // `false` exits at once: the harness must report that the server died, not hang
     let out = tempfile::tempdir().unwrap();
-    let o = bench()
-        .args([
+    let o = bench_output(
+        &[
             "compare",
             "--quick",
             "--workload",
@@ -145,10 +165,9 @@ fn dead_server_is_a_clear_error() {
             "--shale-bin",
             "/bin/false",
             "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("running shale-bench");
+        ],
+        out.path(),
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("shale") && err.contains("exited"), "{err}");
@@ -160,8 +179,8 @@ fn dead_server_is_a_clear_error() {
 fn compare_quick_tls() {
     require_binaries();
     let out = tempfile::tempdir().unwrap();
-    let o = bench()
-        .args([
+    bench_ok(
+        &[
             "compare",
             "--workload",
             "both",
@@ -170,15 +189,8 @@ fn compare_quick_tls() {
             "--total",
             "100",
             "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("running shale-bench");
-    assert!(
-        o.status.success(),
-        "shale-bench compare --tls failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        out.path(),
     );
     let (json, md) = read_report(out.path());
     assert_eq!(json["tls"].as_bool(), Some(true));
@@ -195,8 +207,8 @@ fn compare_quick_tls() {
 fn compare_s6_three_members_tls() {
     require_binaries();
     let out = tempfile::tempdir().unwrap();
-    let o = bench()
-        .args([
+    bench_ok(
+        &[
             "compare",
             "--scenario",
             "s6",
@@ -207,19 +219,10 @@ fn compare_s6_three_members_tls() {
             "--total",
             "100",
             "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("running shale-bench");
-    assert!(
-        o.status.success(),
-        "shale-bench compare --scenario s6 --members 3 --tls failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        out.path(),
     );
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-            .unwrap();
+    let (json, md) = read_report(out.path());
     assert_eq!(json["members"].as_u64(), Some(3));
     assert_eq!(json["params"]["tls"].as_bool(), Some(true));
     for sys in ["etcd", "shale"] {
@@ -231,7 +234,6 @@ fn compare_s6_three_members_tls() {
             "{sys}: /version over TLS: {version}"
         );
     }
-    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(md.contains("TLS"), "{md}");
 }
 
