@@ -541,7 +541,10 @@ fn mixed_http_and_https_client_urls_health_and_metrics() {
     ));
     assert!(ok && body.contains("etcd_server_has_leader"), "{body}");
     let (ok, body) = tls_metrics("");
-    assert!(!ok, "no client certificate on the https metrics URL: {body}");
+    assert!(
+        !ok,
+        "no client certificate on the https metrics URL: {body}"
+    );
 }
 
 /// Puts through new connections and through one long-lived connection while the member's

@@ -94,7 +94,11 @@ pub struct TlsFlags {
     )]
     pub tls_min_version: String,
     /// Maximum TLS version supported by etcd (empty: no maximum, i.e. TLS1.3).
-    #[arg(long = "tls-max-version", env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    #[arg(
+        long = "tls-max-version",
+        env = "ETCD_TLS_MAX_VERSION",
+        default_value = ""
+    )]
     pub tls_max_version: String,
     /// Comma-separated list of supported TLS cipher suites between client/server and peers
     /// (empty will be auto-populated). Applies to TLS 1.2; TLS 1.3 suites are fixed.
