@@ -15,3 +15,5 @@ cargo build --release --workspace --bins
 cargo test --workspace --profile test-opt
 # Crash-sensitive steps of the Raft log, with fail points compiled in (their own test binary).
 cargo test --profile test-opt -p shale-raft --features failpoints --test failpoints
+# Crash-sensitive steps of the log engine (hint files, roll, GC), likewise.
+cargo test --profile test-opt -p shale-storage --features failpoints --test failpoints
