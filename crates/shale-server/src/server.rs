@@ -330,12 +330,6 @@ impl Member {
             });
         }
         check_peers_cluster(cfg, node.peers()).await?;
-        if !node
-            .wait_leader(Duration::from_millis(10 * cfg.election_timeout + 5000))
-            .await
-        {
-            tracing::warn!("no leader elected yet; requests will wait");
-        }
         let id = Identity {
             name: cfg.name.clone(),
             member_id,
@@ -351,6 +345,21 @@ impl Member {
         };
         let tokens = cfg.auth.token_provider().map_err(anyhow::Error::new)?;
         let ctx = Arc::new(Ctx::new(node, id, limits, tokens, cfg.auth.bcrypt_cost()));
+        // Watch for a removal before waiting for a leader: a removed member restarted on its
+        // data dir never sees one, and must hear it from its peers and stop at once.
+        let (removed_tx, removed) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::removal::watch_removal(ctx.clone(), removed_tx));
+        let mut gone = removed.clone();
+        tokio::select! {
+            elected = ctx
+                .node
+                .wait_leader(Duration::from_millis(10 * cfg.election_timeout + 5000)) => {
+                if !elected {
+                    tracing::warn!("no leader elected yet; requests will wait");
+                }
+            }
+            _ = gone.wait_for(|r| *r) => {}
+        }
         tokio::spawn(publish_attrs(ctx.clone(), stop_rx.clone()));
         crate::background::spawn_all(
             ctx.clone(),
@@ -359,8 +368,6 @@ impl Member {
             stop_rx,
         );
         tracing::info!(name = %cfg.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), data_dir = %data_dir.display(), shale_version = env!("CARGO_PKG_VERSION"), "member started");
-        let (removed_tx, removed) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::removal::watch_removal(ctx.clone(), removed_tx));
         Ok(Member { ctx, stop, removed })
     }
 
