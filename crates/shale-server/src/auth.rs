@@ -41,7 +41,7 @@ use crate::ctx::Ctx;
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     token: Option<String>,
-    common_name: Option<String>,
+    common_name: Option<std::sync::Arc<str>>,
 }
 
 impl Caller {
@@ -224,7 +224,7 @@ impl Ctx {
         }
         Ok(match &caller.common_name {
             Some(cn) => AuthInfo {
-                user: cn.clone(),
+                user: cn.to_string(),
                 revision: auth.revision(),
             },
             None => AuthInfo {

@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 pub struct ConnInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The Common Name of the client certificate, set only when the certificate was
-    /// verified against the trusted CA (`--client-cert-auth`).
-    pub common_name: Option<String>,
+    /// verified against the trusted CA (`--client-cert-auth`). Shared: tonic copies the
+    /// connection's info into every request, and the auth layer keeps it per request.
+    pub common_name: Option<std::sync::Arc<str>>,
     /// Whether the connection is TLS.
     pub tls: bool,
 }

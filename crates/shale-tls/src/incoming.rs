@@ -123,7 +123,8 @@ async fn handshake(acc: tokio_rustls::TlsAcceptor, sock: TcpStream, addr: Socket
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| crate::pem::common_name(c));
+        .and_then(|c| crate::pem::common_name(c))
+        .map(std::sync::Arc::<str>::from);
     let info = ConnInfo {
         remote_addr: Some(addr),
         common_name,

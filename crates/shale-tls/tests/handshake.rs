@@ -48,7 +48,8 @@ async fn serve(
     tokio::spawn(async move {
         let mut inc = Box::pin(shale_tls::incoming(l, Some(cfg)));
         while let Some(Ok(conn)) = inc.next().await {
-            let _ = tx.send(conn.info().common_name.clone()).await;
+            let cn = conn.info().common_name.as_deref().map(str::to_string);
+            let _ = tx.send(cn).await;
             // Keep the connection open until the client is done.
             tokio::spawn(async move {
                 let mut conn = conn;
