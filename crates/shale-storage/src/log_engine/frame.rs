@@ -21,15 +21,21 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// Opens data file `seq` of `dir` for reading and appending (open, replay, from a hint).
+pub(super) fn open_data_file(dir: &Path, seq: u32) -> Result<std::fs::File> {
+    let path = dir.join(file_name(seq));
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, e))
+}
+
 /// Replays one data file into `index`; cuts a torn tail off the last file. Returns the file's
 /// hint entries.
 pub(super) fn replay(dir: &Path, seq: u32, last: bool, index: &mut Index) -> Result<HintBuilder> {
     let path = dir.join(file_name(seq));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io(&path, e))?;
+    let file = open_data_file(dir, seq)?;
     let mut data = Vec::new();
     (&file).read_to_end(&mut data).map_err(|e| io(&path, e))?;
     index.files.insert(

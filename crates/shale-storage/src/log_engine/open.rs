@@ -9,7 +9,6 @@
 //! right away, so a directory from before hints, or with damaged hints, opens quickly the next
 //! time. Leftover temporary files and hints without a data file are deleted.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -129,12 +128,7 @@ fn from_hint(
     index: &mut Index,
     stats: &mut OpenStats,
 ) -> Result<bool> {
-    let path = dir.join(file_name(seq));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io(&path, e))?;
+    let file = super::frame::open_data_file(dir, seq)?;
     match hint::load(dir, id, seq, &file) {
         Loaded::Ops(ops, size) => {
             index.files.insert(
