@@ -50,11 +50,18 @@ async fn serve(
         while let Some(Ok(conn)) = inc.next().await {
             let cn = conn.info().common_name.as_deref().map(str::to_string);
             let _ = tx.send(cn).await;
-            // Keep the connection open until the client is done.
+            // Echo what the client sends until it is done.
             tokio::spawn(async move {
                 let mut conn = conn;
-                let mut buf = [0u8; 1];
-                let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
+                    if tokio::io::AsyncWriteExt::write_all(&mut conn, &buf[..n])
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
             });
         }
     });
@@ -188,7 +195,7 @@ async fn replaced_files_are_used_by_new_connections_and_bad_ones_ignored() {
     let (port, _rx) = serve(server_cfg(d, false, &[]).build().expect("server")).await;
     let c = client(d, "ca.crt", None);
     let first = served_cert(&c, port).await.expect("first");
-    let kept_open = c.connect("127.0.0.1", port).await.expect("long-lived");
+    let mut kept_open = c.connect("127.0.0.1", port).await.expect("long-lived");
 
     // A good replacement (written elsewhere, renamed in place).
     ca.issue(d, "next", "server");
@@ -207,8 +214,18 @@ async fn replaced_files_are_used_by_new_connections_and_bad_ones_ignored() {
     // Half-written file: still the last good pair.
     std::fs::write(d.join("server.crt"), "-----BEGIN CERTIFICATE-----\nMIIB").expect("truncate");
     assert_eq!(served_cert(&c, port).await.expect("fourth"), second);
-    // The connection opened before the rotation is still usable.
-    assert!(kept_open.get_ref().1.peer_certificates().is_some());
+    // The connection opened before the rotation still carries data both ways.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    kept_open
+        .write_all(b"ping")
+        .await
+        .expect("write on the old connection");
+    let mut back = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), kept_open.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("read on the old connection");
+    assert_eq!(&back, b"ping");
 }
 
 #[test]
