@@ -137,8 +137,8 @@ async fn writes_survive_kill_9(args: &[&str]) {
     assert!(r.into_inner().header.expect("header").revision > max_rev);
 }
 
-/// With a small `--snapshot-count` the member snapshots its state and purges the log; a
-/// kill -9 and restart then recovers from snapshot + log tail with every write present.
+/// With a small `--snapshot-count` the member records snapshot points and purges the log; a
+/// kill -9 and restart then recovers from its store + log tail with every write present.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_purge_the_log_and_restart_from_them() {
     snapshot_restart(&[]).await;
@@ -160,7 +160,7 @@ async fn snapshot_restart(engine: &[&str]) {
         std::fs::read_dir(&snap_dir)
             .map(|rd| {
                 rd.flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+                    .any(|e| e.path().extension().is_some_and(|x| x == "meta"))
             })
             .unwrap_or(false)
     };

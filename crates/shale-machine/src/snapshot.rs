@@ -10,6 +10,10 @@
 //! The CRC covers every record byte, so a truncated or corrupted snapshot is refused before
 //! anything in the store is touched. Writing holds the apply lock, so the snapshot is exactly
 //! the state after one applied batch.
+//!
+//! Such a copy is only made when a peer needs one (a follower behind the purged log, a new
+//! member). Snapshots that only let the Raft log be purged take a [`Machine::durable_point`]:
+//! a flush, no copy.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
@@ -24,6 +28,16 @@ const END: u32 = u32::MAX;
 const LOAD_BATCH: usize = 4 << 20;
 
 impl Machine {
+    /// Makes everything applied so far durable and returns the Raft state it covers,
+    /// without copying any data: the state store *is* the snapshot (as etcd's backend is),
+    /// so the Raft log up to this point may be purged. Takes the apply lock only for the
+    /// engine flush.
+    pub fn durable_point(&self) -> Result<Option<Vec<u8>>> {
+        let _apply = self.apply_lock.lock();
+        self.store().engine().flush()?;
+        self.raft_state()
+    }
+
     /// Writes a consistent snapshot to `w`; returns the Raft state it covers.
     pub fn write_snapshot(&self, w: &mut dyn Write) -> Result<Option<Vec<u8>>> {
         let _apply = self.apply_lock.lock();

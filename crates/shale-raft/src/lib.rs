@@ -19,6 +19,8 @@ mod read_barrier;
 mod read_index;
 mod segment;
 mod shared_round;
+pub mod snap_dir;
+pub mod snapshot_trigger;
 mod state;
 pub mod state_machine;
 mod transfer;

@@ -27,6 +27,7 @@ use crate::app::{NodeId, Raft, TypeConfig};
 use crate::peer::{Forwarder, PeerConfig, PeerNetwork, Peers};
 use crate::proposer::Proposer;
 use crate::read_barrier::ReadBarriers;
+use crate::snapshot_trigger::SnapshotTrigger;
 use crate::state_machine::StateMachineStore;
 use crate::{LogStore, LogStoreOptions};
 
@@ -177,6 +178,7 @@ pub struct RaftNode {
     peers: Arc<Peers>,
     forwarder: Forwarder,
     held: Arc<ProposalHold>,
+    snapshots: Arc<SnapshotTrigger>,
 }
 
 /// Holds new proposals while leadership is being handed over.
@@ -216,6 +218,12 @@ pub struct NodeStatus {
     pub term: u64,
     pub last_log_index: u64,
     pub applied_index: u64,
+    /// Log index of the newest snapshot point (0: none).
+    pub snapshot_index: u64,
+    /// Log index up to which the Raft log is purged (0: nothing purged).
+    pub purged_index: u64,
+    /// Snapshot points taken since this member started.
+    pub snapshots: u64,
     pub is_leader: bool,
     pub is_learner: bool,
 }
@@ -259,12 +267,13 @@ impl RaftNode {
                     reason: e.to_string(),
                 })?,
             );
-        let sm = StateMachineStore::new(machine.clone(), cfg.dir.join("snap")).map_err(|e| {
-            NodeError::State {
-                path: cfg.dir.join("snap"),
-                reason: e.to_string(),
-            }
-        })?;
+        let trigger = SnapshotTrigger::new(cfg.snapshot_count);
+        let sm =
+            StateMachineStore::with_trigger(machine.clone(), cfg.dir.join("snap"), trigger.clone())
+                .map_err(|e| NodeError::State {
+                    path: cfg.dir.join("snap"),
+                    reason: e.to_string(),
+                })?;
         let config = Config {
             cluster_name: "shale".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -279,7 +288,9 @@ impl RaftNode {
             // missed a full T of heartbeats.
             election_timeout_min: cfg.election_ms / 2,
             election_timeout_max: cfg.election_ms * 3 / 4,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+            // Snapshots are taken by `trigger`, counted in requests (etcd's unit), not in
+            // entries (batches of requests).
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.catch_up_entries,
             max_payload_entries: 1000,
             ..Default::default()
@@ -290,9 +301,11 @@ impl RaftNode {
                 .map_err(|e| NodeError::Config(e.to_string()))?,
         );
         let peers = Arc::new(Peers::new(cfg.peer.clone()));
-        let raft = Raft::new(cfg.id, config, PeerNetwork::new(peers.clone()), log, sm)
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        trigger.set_opening(true);
+        let raft = Raft::new(cfg.id, config, PeerNetwork::new(peers.clone()), log, sm).await;
+        trigger.set_opening(false);
+        let raft = raft.map_err(|e| NodeError::Raft(e.to_string()))?;
+        tokio::spawn(trigger.clone().run(raft.clone()));
         let initialized = raft
             .is_initialized()
             .await
@@ -333,6 +346,7 @@ impl RaftNode {
             peers,
             forwarder,
             held,
+            snapshots: trigger,
         }))
     }
 
@@ -387,6 +401,9 @@ impl RaftNode {
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            snapshots: self.snapshots.taken(),
             is_leader: m.state == ServerState::Leader && leader == Some(self.id),
             is_learner: m.state == ServerState::Learner,
         }

@@ -3,8 +3,10 @@
 //! `apply` hands a whole run of committed entries to the machine as one batch; the machine
 //! stores the last applied log id and membership (serialized here as the opaque "raft state")
 //! in the same atomic storage batch as the data, so the applied index can never disagree
-//! with the data after a crash. Snapshots are files in `<data-dir>/snap/`, written by the
-//! machine while it holds its apply lock.
+//! with the data after a crash. Because of that the store is its own snapshot: building one
+//! records a durable point and copies nothing, and a copy of the store is made only when a
+//! peer needs one ([`crate::snap_dir`]). Applied requests are counted into a
+//! [`SnapshotTrigger`], which takes points every `--snapshot-count` requests.
 
 // openraft's storage API fixes the error type (`StorageError`, ~224 bytes); boxing it here
 // would only move the conversion into every caller.
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use shale_machine::Machine;
 
 use crate::app::{LogId, Reply, StorageError, StoredMembership, TypeConfig};
+use crate::snap_dir::{snapshot_id, SnapDir};
+use crate::snapshot_trigger::SnapshotTrigger;
 use shale_api::shalepb::InternalBatchResponse;
 
 /// What the machine stores alongside each applied batch.
@@ -61,127 +65,109 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 pub struct StateMachineStore {
     machine: Arc<Machine>,
     state: RaftState,
-    snap_dir: PathBuf,
-    current: Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)>,
+    snaps: SnapDir,
+    trigger: Arc<SnapshotTrigger>,
 }
 
 impl StateMachineStore {
+    /// A store whose snapshots are only taken when openraft's own policy asks (tests).
     pub fn new(machine: Arc<Machine>, snap_dir: PathBuf) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(&snap_dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Self::with_trigger(machine, snap_dir, SnapshotTrigger::new(0))
+    }
+
+    /// A store counting applied requests into `trigger` (see [`SnapshotTrigger`]).
+    pub fn with_trigger(
+        machine: Arc<Machine>,
+        snap_dir: PathBuf,
+        trigger: Arc<SnapshotTrigger>,
+    ) -> Result<Self, StorageError> {
+        let snaps = SnapDir::open(snap_dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let state = RaftState::load(&machine)?;
-        let current = latest_snapshot(&snap_dir);
+        let point = snaps
+            .latest()
+            .and_then(|m| m.last_log_id)
+            .map_or(0, |l| l.index);
+        let applied = state.last_applied.map_or(0, |l| l.index);
+        trigger.applied(applied.saturating_sub(point));
         Ok(Self {
             machine,
             state,
-            snap_dir,
-            current,
+            snaps,
+            trigger,
         })
     }
 }
 
-const META_SUFFIX: &str = ".meta";
-
-fn latest_snapshot(
-    dir: &std::path::Path,
-) -> Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> {
-    let mut best: Option<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf)> = None;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.extension().and_then(|x| x.to_str()) != Some("meta") {
-            continue;
-        }
-        let Ok(b) = std::fs::read(&p) else { continue };
-        let Ok(meta) = bincode::deserialize::<SnapshotMeta<u64, openraft::BasicNode>>(&b) else {
-            continue;
-        };
-        let data = p.with_extension("snap");
-        if !data.exists() {
-            continue;
-        }
-        if best
-            .as_ref()
-            .is_none_or(|(m, _)| m.last_log_id < meta.last_log_id)
-        {
-            best = Some((meta, data));
-        }
+fn meta_of(state: RaftState) -> SnapshotMeta<u64, openraft::BasicNode> {
+    SnapshotMeta {
+        snapshot_id: snapshot_id(state.last_applied.as_ref()),
+        last_log_id: state.last_applied,
+        last_membership: state.membership,
     }
-    best
 }
 
-/// Builds snapshots; a clone of the store's handles.
+fn decode_state(raft: Option<Vec<u8>>) -> Result<RaftState, StorageError> {
+    match raft {
+        Some(b) => bincode::deserialize(&b).map_err(|e| snap_err(ErrorVerb::Read, e)),
+        None => Ok(RaftState::default()),
+    }
+}
+
+async fn open_async(f: std::fs::File) -> Box<tokio::fs::File> {
+    Box::new(tokio::fs::File::from_std(f))
+}
+
+/// Builds snapshot points (see [`crate::snap_dir`]): a flush of the store, no copy.
 pub struct SnapshotBuilder {
     machine: Arc<Machine>,
-    snap_dir: PathBuf,
+    snaps: SnapDir,
+    trigger: Arc<SnapshotTrigger>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        self.trigger.reset();
         let machine = self.machine.clone();
-        let dir = self.snap_dir.clone();
-        let (meta, path) = tokio::task::spawn_blocking(move || write_snapshot(&machine, &dir))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))??;
-        let f = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let snaps = self.snaps.clone();
+        let (meta, empty) = tokio::task::spawn_blocking(move || {
+            let raft = machine
+                .durable_point()
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let meta = meta_of(decode_state(raft)?);
+            snaps
+                .record(&meta)
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let empty = snaps.empty().map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            Ok::<_, StorageError>((meta, empty))
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))??;
+        tracing::debug!(snapshot = %meta.snapshot_id, "recorded a snapshot point");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(f),
+            snapshot: open_async(empty).await,
         })
     }
 }
 
-fn write_snapshot(
+/// Copies the whole store for a peer, at the current applied log id (see
+/// [`crate::snap_dir`]); the file is unlinked once open.
+fn write_copy(
     machine: &Machine,
-    dir: &std::path::Path,
-) -> Result<(SnapshotMeta<u64, openraft::BasicNode>, PathBuf), StorageError> {
-    let tmp = dir.join("building.tmp");
+    snaps: &SnapDir,
+) -> Result<(SnapshotMeta<u64, openraft::BasicNode>, std::fs::File), StorageError> {
+    let path = snaps.sending();
     let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).map_err(|e| snap_err(ErrorVerb::Write, e))?,
+        std::fs::File::create(&path).map_err(|e| snap_err(ErrorVerb::Write, e))?,
     );
     let raft = machine
         .write_snapshot(&mut f)
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let f = f.into_inner().map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    f.sync_all().map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let state: RaftState = match raft {
-        Some(b) => bincode::deserialize(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-        None => RaftState::default(),
-    };
-    let id = match &state.last_applied {
-        Some(l) => format!("{:020}-{:020}", l.leader_id.term, l.index),
-        None => "00000000000000000000-00000000000000000000".to_string(),
-    };
-    let meta = SnapshotMeta {
-        last_log_id: state.last_applied,
-        last_membership: state.membership.clone(),
-        snapshot_id: id.clone(),
-    };
-    let data = dir.join(format!("{id}.snap"));
-    std::fs::rename(&tmp, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let meta_bytes = bincode::serialize(&meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let meta_tmp = dir.join(format!("{id}{META_SUFFIX}.tmp"));
-    std::fs::write(&meta_tmp, meta_bytes).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    std::fs::rename(&meta_tmp, dir.join(format!("{id}{META_SUFFIX}")))
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    prune_snapshots(dir, &id);
-    Ok((meta, data))
-}
-
-/// Keeps only the newest snapshot.
-fn prune_snapshots(dir: &std::path::Path, keep: &str) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.starts_with(keep) && (name.ends_with(".snap") || name.ends_with(META_SUFFIX)) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    drop(f.into_inner().map_err(|e| snap_err(ErrorVerb::Write, e))?);
+    let meta = meta_of(decode_state(raft)?);
+    let f = std::fs::File::open(&path).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    std::fs::remove_file(&path).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    Ok((meta, f))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -217,6 +203,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if counts.is_empty() {
             return Ok(Vec::new());
         }
+        self.trigger
+            .applied(counts.iter().map(|&n| n.max(1) as u64).sum());
         let raft = bincode::serialize(&self.state).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let out = self
             .machine
@@ -236,12 +224,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             machine: self.machine.clone(),
-            snap_dir: self.snap_dir.clone(),
+            snaps: self.snaps.clone(),
+            trigger: self.trigger.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let p = self.snap_dir.join("receiving.tmp");
+        let p = self.snaps.receiving();
         let f = tokio::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -268,6 +257,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(|e| snap_err(ErrorVerb::Read, e))?;
             let mut rest = Vec::new();
             let _ = r.read_to_end(&mut rest);
+            // The log behind this point is purged next: the installed data must be durable.
+            machine
+                .durable_point()
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
             Ok(())
         })
         .await
@@ -276,37 +269,43 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        let src = self.snap_dir.join("receiving.tmp");
-        let data = self.snap_dir.join(format!("{}.snap", meta.snapshot_id));
-        std::fs::rename(&src, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        let meta_bytes = bincode::serialize(meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        std::fs::write(
-            self.snap_dir
-                .join(format!("{}{META_SUFFIX}", meta.snapshot_id)),
-            meta_bytes,
-        )
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        prune_snapshots(&self.snap_dir, &meta.snapshot_id);
+        // The store now holds the data: keep only the point.
+        let _ = std::fs::remove_file(self.snaps.receiving());
+        self.snaps
+            .record(meta)
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         tracing::info!(
             snapshot = %meta.snapshot_id,
             index = meta.last_log_id.map_or(0, |l| l.index),
             "installed a snapshot received from the leader"
         );
-        self.current = Some((meta.clone(), data));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        self.current = latest_snapshot(&self.snap_dir);
-        let Some((meta, path)) = &self.current else {
+        let Some(point) = self.snaps.latest() else {
             return Ok(None);
         };
-        let f = tokio::fs::File::open(path)
+        if self.trigger.is_opening() {
+            // openraft reads only the metadata while a member opens.
+            let empty = self
+                .snaps
+                .empty()
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            return Ok(Some(Snapshot {
+                meta: point,
+                snapshot: open_async(empty).await,
+            }));
+        }
+        let machine = self.machine.clone();
+        let snaps = self.snaps.clone();
+        let (meta, f) = tokio::task::spawn_blocking(move || write_copy(&machine, &snaps))
             .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            .map_err(|e| snap_err(ErrorVerb::Read, e))??;
+        tracing::info!(snapshot = %meta.snapshot_id, "copied the store for a peer");
         Ok(Some(Snapshot {
-            meta: meta.clone(),
-            snapshot: Box::new(f),
+            meta,
+            snapshot: open_async(f).await,
         }))
     }
 }

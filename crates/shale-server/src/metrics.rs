@@ -23,6 +23,9 @@ pub struct Gauges {
     pub term: u64,
     pub applied_index: u64,
     pub committed_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    pub snapshots: u64,
     pub db_size: u64,
     pub keys: usize,
     pub revision: i64,
@@ -167,6 +170,24 @@ impl Metrics {
             "gauge",
             "Current Raft term.",
             g.term.to_string(),
+        );
+        metric(
+            "shale_raft_snapshot_index",
+            "gauge",
+            "Log index of the newest snapshot point (the log behind it may be purged).",
+            g.snapshot_index.to_string(),
+        );
+        metric(
+            "shale_raft_snapshots_total",
+            "counter",
+            "Snapshot points taken (one each --snapshot-count applied requests).",
+            g.snapshots.to_string(),
+        );
+        metric(
+            "shale_raft_purged_index",
+            "gauge",
+            "Log index up to which the Raft log has been purged.",
+            g.purged_index.to_string(),
         );
         metric(
             "process_resident_memory_bytes",
