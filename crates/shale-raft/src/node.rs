@@ -267,7 +267,7 @@ impl RaftNode {
                     reason: e.to_string(),
                 })?,
             );
-        let trigger = SnapshotTrigger::new(cfg.snapshot_count);
+        let trigger = SnapshotTrigger::new(cfg.snapshot_count, cfg.catch_up_entries);
         let sm =
             StateMachineStore::with_trigger(machine.clone(), cfg.dir.join("snap"), trigger.clone())
                 .map_err(|e| NodeError::State {

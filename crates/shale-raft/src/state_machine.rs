@@ -72,7 +72,7 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// A store whose snapshots are only taken when openraft's own policy asks (tests).
     pub fn new(machine: Arc<Machine>, snap_dir: PathBuf) -> Result<Self, StorageError> {
-        Self::with_trigger(machine, snap_dir, SnapshotTrigger::new(0))
+        Self::with_trigger(machine, snap_dir, SnapshotTrigger::new(0, 0))
     }
 
     /// A store counting applied requests into `trigger` (see [`SnapshotTrigger`]).
@@ -143,6 +143,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, e))??;
         tracing::debug!(snapshot = %meta.snapshot_id, "recorded a snapshot point");
+        if let Some(l) = meta.last_log_id {
+            self.trigger.point_recorded(l.index);
+        }
         Ok(Snapshot {
             meta,
             snapshot: open_async(empty).await,
@@ -205,6 +208,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         self.trigger
             .applied(counts.iter().map(|&n| n.max(1) as u64).sum());
+        if let Some(l) = self.state.last_applied {
+            self.trigger.applied_upto(l.index);
+        }
         let raft = bincode::serialize(&self.state).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let out = self
             .machine
