@@ -58,6 +58,9 @@ pub struct CompareOpts {
     pub progress: bool,
     /// Client and peer mTLS on both systems, the load over TLS.
     pub tls: bool,
+    /// Members per system (1 or 3); the load's connections go round-robin over them and the
+    /// server CPU is the sum over the members.
+    pub members: usize,
 }
 
 /// The load parameters of one workload, as run against both systems.
@@ -75,6 +78,8 @@ pub struct Params {
     pub consistency: Option<String>,
     /// The load went over TLS to members with client and peer mTLS.
     pub tls: bool,
+    /// Members per system.
+    pub members: usize,
     /// The equivalent single-endpoint command line.
     pub command: String,
 }
@@ -205,6 +210,7 @@ impl CompareOpts {
             key: None,
             consistency: None,
             tls: self.tls,
+            members: self.members,
             command: format!(
                 "shale-bench put --endpoints ENDPOINT {} --key-size {} --val-size {} --key-space {}{}",
                 self.common_flags(),
@@ -229,6 +235,7 @@ impl CompareOpts {
             key: Some(self.range_key.clone()),
             consistency: Some(c.into()),
             tls: self.tls,
+            members: self.members,
             command: format!(
                 "shale-bench range {} --endpoints ENDPOINT {} --consistency {c} --seed-val-size {}",
                 self.range_key,
@@ -355,14 +362,22 @@ async fn run_against<W: Workload>(
     args.extend(extra.iter().cloned());
     let tls = certs.map(|c| c.testkit_opts()).unwrap_or_default();
     let bin_owned = bin.to_path_buf();
-    let mut server = tokio::task::spawn_blocking(move || {
+    let members = opts.members;
+    let mut servers = tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        EtcdProcess::start_tls(&bin_owned, tls, &a)
+        if members == 1 {
+            EtcdProcess::start_tls(&bin_owned, tls, &a).map(|s| vec![s])
+        } else {
+            EtcdProcess::start_cluster_tls(&bin_owned, members, tls, &a)
+        }
     })
     .await?
     .with_context(|| format!("starting {name}"))?;
-    let pid = server.pid().context("server has no pid")?;
-    let version = server
+    let pids = servers
+        .iter()
+        .map(|s| s.pid().context("server has no pid"))
+        .collect::<Result<Vec<u32>>>()?;
+    let version = servers[0]
         .get("/version")
         .map(|(_, body)| body.trim().to_string())
         .unwrap_or_else(|e| format!("unknown ({e:#})"));
@@ -371,30 +386,36 @@ async fn run_against<W: Workload>(
         Some(c) => Dial::new(Duration::from_secs(5), &c.client_files())?,
         None => Dial::plain(Duration::from_secs(5)),
     };
-    let pool = ClientPool::connect(&[server.endpoint()], opts.conns(), &dial).await?;
-    // watchdog: stop the load as soon as the server process is gone
+    let endpoints: Vec<String> = servers.iter().map(EtcdProcess::endpoint).collect();
+    let pool = ClientPool::connect(&endpoints, opts.conns(), &dial).await?;
+    // watchdog: stop the load as soon as a server process is gone
     let stop = Arc::new(AtomicBool::new(false));
     let watchdog = {
         let stop = stop.clone();
+        let pids = pids.clone();
         tokio::spawn(async move {
-            while sysinfo::alive(pid) {
+            while pids.iter().all(|p| sysinfo::alive(*p)) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             stop.store(true, Ordering::SeqCst);
         })
     };
-    let (server_cpu0, client_cpu0) = (sysinfo::cpu_seconds(Some(pid)), sysinfo::cpu_seconds(None));
+    let servers_cpu =
+        || -> Option<f64> { pids.iter().map(|p| sysinfo::cpu_seconds(Some(*p))).sum() };
+    let (server_cpu0, client_cpu0) = (servers_cpu(), sysinfo::cpu_seconds(None));
     let result = run(&pool, workload, &opts.spec(), Some(stop.clone())).await;
-    let (server_cpu1, client_cpu1) = (sysinfo::cpu_seconds(Some(pid)), sysinfo::cpu_seconds(None));
-    let peak_rss = sysinfo::status_mib(pid, "VmHWM");
+    let (server_cpu1, client_cpu1) = (servers_cpu(), sysinfo::cpu_seconds(None));
+    let peak_rss = pids
+        .iter()
+        .filter_map(|p| sysinfo::status_mib(*p, "VmHWM"))
+        .reduce(f64::max);
     watchdog.abort();
     drop(pool);
-    if stop.load(Ordering::SeqCst) || !server.is_running() {
+    if stop.load(Ordering::SeqCst) || !servers.iter_mut().all(EtcdProcess::is_running) {
         bail!(
-            "{name} ({}) died during the run; last log lines ({}):\n{}",
+            "{name} ({}) died during the run; last log lines:\n{}",
             bin.display(),
-            server.log_path().display(),
-            server.log_tail(30)
+            log_tails(&servers)
         );
     }
     let report = result?;
@@ -402,13 +423,17 @@ async fn run_against<W: Workload>(
         bail!(
             "every request against {name} failed: {:?}; last log lines:\n{}",
             report.error_kinds,
-            server.log_tail(30)
+            log_tails(&servers)
         );
     }
-    let data_dir_mib = sysinfo::dir_bytes(&server.data_dir()) as f64 / (1024.0 * 1024.0);
-    tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
-        .await?
-        .context("stopping the server")?;
+    let data_dir_mib = sysinfo::dir_bytes(&servers[0].data_dir()) as f64 / (1024.0 * 1024.0);
+    tokio::task::spawn_blocking(move || {
+        servers
+            .iter_mut()
+            .try_for_each(|s| s.terminate(Duration::from_secs(10)))
+    })
+    .await?
+    .context("stopping the server")?;
     let server_cpu_s = server_cpu0.zip(server_cpu1).map(|(a, b)| b - a);
     Ok(SystemResult {
         binary: bin.display().to_string(),
@@ -422,6 +447,15 @@ async fn run_against<W: Workload>(
         data_dir_mib,
         report,
     })
+}
+
+/// The last log lines of every member.
+fn log_tails(servers: &[EtcdProcess]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("--- {}:\n{}", s.log_path().display(), s.log_tail(30)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -463,6 +497,14 @@ pub fn markdown(
         let p = &r.params;
         let _ = writeln!(s, "\n## {}\n", r.workload);
         let _ = writeln!(s, "`{}`\n", p.command);
+        if p.members > 1 {
+            let _ = writeln!(
+                s,
+                "{} members per system, connections round-robin over them; server CPU is \
+                 the members' sum, peak RSS the largest member's, data dir the first member's\n",
+                p.members
+            );
+        }
         let _ = writeln!(
             s,
             "| system | version | ok | errors | secs | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU s | CPU ms / 1k ops | client CPU s | peak RSS MiB | data dir MiB |"

@@ -219,7 +219,7 @@ struct CompareArgs {
     /// Compare a Kubernetes-shaped scenario instead of put/range.
     #[arg(long, value_enum)]
     scenario: Option<ScenarioId>,
-    /// Members per system for --scenario (1 or 3).
+    /// Members per system (1 or 3).
     #[arg(long, default_value_t = 1)]
     members: usize,
     #[command(flatten)]
@@ -386,7 +386,9 @@ async fn main() -> Result<()> {
                 timeout: Duration::from_secs_f64(a.timeout.unwrap_or(30.0)),
                 progress: a.progress,
                 tls: a.tls,
+                members: a.members,
             };
+            anyhow::ensure!(a.members == 1 || a.members == 3, "--members must be 1 or 3");
             compare(&opts).await?;
             eprintln!(
                 "compare: wrote {} and {}",

@@ -130,6 +130,52 @@ fn compare_single_workload_shape() {
     assert_eq!(json["params"]["clients"].as_u64(), Some(4));
 }
 
+/// `--members 3`: both systems as 3-member clusters, the load spread over the members and
+/// the server CPU summed over them (a single member's CPU would be about a third of it).
+#[test]
+fn compare_three_members() {
+    require_binaries();
+    let out = tempfile::tempdir().unwrap();
+    bench_ok(
+        &[
+            "compare",
+            "--workload",
+            "put",
+            "--quick",
+            "--members",
+            "3",
+            "--total",
+            "300",
+            "--clients",
+            "6",
+            "--conns",
+            "3",
+            "--key-space",
+            "50",
+            "--out",
+        ],
+        out.path(),
+    );
+    let (json, md) = read_report(out.path());
+    check_run(&json, "put", 300);
+    assert_eq!(json["params"]["members"].as_u64(), Some(3));
+    assert!(md.contains("3 members per system"), "{md}");
+    for sys in ["etcd", "shale"] {
+        let cpu = json["systems"][sys]["server_cpu_s"].as_f64();
+        assert!(cpu.is_some_and(|c| c > 0.0), "{sys}: server CPU {cpu:?}");
+    }
+    let o = bench_output(
+        &["compare", "--quick", "--members", "2", "--out"],
+        out.path(),
+    );
+    assert!(!o.status.success(), "--members 2 was accepted");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--members must be 1 or 3"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn missing_binary_is_a_clear_error() {
     let out = tempfile::tempdir().unwrap();

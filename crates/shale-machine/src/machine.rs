@@ -181,6 +181,7 @@ impl Machine {
         let _apply = self.apply_lock.lock();
         let mut inner = self.inner.lock();
         let mut batch = self.store.begin();
+        batch.reserve(entries.len());
         let mut out = Vec::with_capacity(entries.len());
         let now = Instant::now();
         for e in entries {

@@ -93,6 +93,13 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
+    /// Makes room for `n` more changes, so a batch of hundreds of puts does not grow its
+    /// maps step by step (rehashing `pending` took ~400 instructions per put).
+    pub fn reserve(&mut self, n: usize) {
+        self.pending.reserve(n);
+        self.events.reserve(n);
+    }
+
     /// The revision of the last write in this batch (or the published one).
     pub fn rev(&self) -> i64 {
         self.rev
@@ -262,19 +269,20 @@ impl WriteTxn<'_, '_> {
         prev: Option<KeyValue>,
     ) -> Result<KeyValue> {
         let rev = Revision::new(self.begin + 1, self.subs);
-        let at = self
+        let at = self.read_rev();
+        let before = self
             .b
             .store
             .shared
             .index
-            .read()
-            .get_with_lease(&key, self.read_rev());
-        let (create_revision, version, prev_rev, prev_lease) = match at {
+            .write()
+            .put_leased(&key, rev, lease, at);
+        let (create_revision, version, prev_rev, prev_lease) = match before {
             Some((a, l)) => (a.created.main, a.version + 1, Some(a.modified), l),
             None => (rev.main, 1, None, 0),
         };
         let kv = KeyValue {
-            key: key.clone(),
+            key,
             create_revision,
             mod_revision: rev.main,
             version,
@@ -282,12 +290,6 @@ impl WriteTxn<'_, '_> {
             lease,
         };
         self.b.batch.put(kv_key(rev, false), record::encode_kv(&kv));
-        self.b
-            .store
-            .shared
-            .index
-            .write()
-            .put_leased(&key, rev, lease);
         self.b.pending.insert(rev, kv.clone());
         self.b.events.push(Change {
             kv: kv.clone(),

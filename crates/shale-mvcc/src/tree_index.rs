@@ -43,15 +43,26 @@ impl TreeIndex {
     }
 
     pub fn put(&mut self, key: &Bytes, rev: Revision) {
-        self.put_leased(key, rev, 0);
+        self.put_leased(key, rev, 0, rev.main);
     }
 
-    /// Records a put at `rev` that attaches the key to `lease` (0 = none).
-    pub fn put_leased(&mut self, key: &Bytes, rev: Revision, lease: i64) {
+    /// Records a put at `rev` that attaches the key to `lease` (0 = none), and returns what
+    /// [`TreeIndex::get_with_lease`] at `at` returned just before: the applier's overwrite
+    /// needs both, and one descent of the tree is half the cache misses of two (the tree's
+    /// nodes are cold at 20,000 keys and more).
+    pub fn put_leased(
+        &mut self,
+        key: &Bytes,
+        rev: Revision,
+        lease: i64,
+        at: i64,
+    ) -> Option<(KeyAt, i64)> {
         match self.keys.get_mut(key.as_ref()) {
             Some(ki) => {
+                let before = ki.get(at).map(|a| (a, ki.lease));
                 ki.put(rev);
                 ki.lease = lease;
+                before
             }
             None => {
                 let mut ki = KeyIndex::new();
@@ -60,6 +71,7 @@ impl TreeIndex {
                 // Own copy: `key` may be a slice of a whole received request or batch,
                 // which the index would otherwise keep alive.
                 self.keys.insert(Bytes::copy_from_slice(key), ki);
+                None
             }
         }
     }
@@ -252,6 +264,45 @@ mod tests {
         assert_eq!(t.count(&all, 5), 4);
         assert_eq!(t.count(&all, 3), 2);
         assert_eq!(t.live_keys(&all).len(), 3);
+    }
+
+    #[test]
+    fn put_leased_returns_the_state_it_replaces() {
+        let mut t = TreeIndex::new();
+        let k = b("k");
+        let r = |m| Revision::new(m, 0);
+        assert_eq!(
+            t.put_leased(&k, r(2), 5, 1),
+            None,
+            "a new key replaces nothing"
+        );
+        let second = t.put_leased(&k, r(3), 0, 2);
+        assert_eq!(second, Some((t.get(&k, 2).expect("visible at 2"), 5)));
+        assert_eq!(
+            second.map(|(a, _)| (a.modified, a.version)),
+            Some((r(2), 1))
+        );
+        // The lease is the one of the latest put, and the version keeps counting.
+        let third = t.put_leased(&k, r(4), 7, 3);
+        assert_eq!(
+            third.map(|(a, l)| (a.modified, a.version, l)),
+            Some((r(3), 2, 0))
+        );
+        assert_eq!(
+            t.get_with_lease(&k, 4).map(|(a, l)| (a.version, l)),
+            Some((3, 7))
+        );
+        // A deleted key starts a new generation: nothing is replaced.
+        assert!(t.tombstone(&k, r(5)));
+        assert_eq!(t.put_leased(&k, r(6), 0, 5), None);
+        assert_eq!(
+            t.get(&k, 6).map(|a| (a.created, a.version)),
+            Some((r(6), 1))
+        );
+        // Two puts of one key in one request: the second sees the first (sub revisions).
+        assert!(t.put_leased(&k, Revision::new(7, 0), 0, 6).is_some());
+        let sub = t.put_leased(&k, Revision::new(7, 1), 0, 7);
+        assert_eq!(sub.map(|(a, _)| (a.modified, a.version)), Some((r(7), 2)));
     }
 
     #[test]
