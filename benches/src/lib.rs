@@ -17,6 +17,8 @@
 //! * [`compare`] — starts etcd and Shale one after the other with fresh data dirs, runs the
 //!   identical load against each and writes `report.md` / `report.json`; with `--tls` both
 //!   run with client and peer mTLS on certificates made by [`certs`].
+//! * [`restart`] — kill -9 a member, start it on the same data dir, time it until a
+//!   linearizable read succeeds (S7's restart-to-ready).
 
 pub mod certs;
 pub mod compare;
@@ -28,6 +30,7 @@ pub mod phase;
 pub mod plot;
 pub mod pool;
 pub mod report;
+pub mod restart;
 pub mod runner;
 pub mod scenario;
 pub mod scompare;

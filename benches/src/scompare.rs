@@ -27,11 +27,13 @@ use crate::compare::{resolve_etcd, resolve_shale};
 use crate::monitor::{Monitor, Sample, Servers};
 use crate::plot::{chart, plot_quantiles, Series, XAxis};
 use crate::pool::{ClientPool, Dial};
-use crate::scenario::{self, Ctx, Params, PhaseResult, ScenarioResult};
+use crate::restart::{self, RestartResult};
+use crate::scenario::{self, Ctx, Params, PhaseResult, ScenarioId, ScenarioResult};
 use crate::sysinfo;
 use crate::topology::Topology;
 
 mod markdown;
+mod s7_table;
 
 /// One system's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +67,12 @@ pub struct Summary {
     pub preload_s: f64,
     pub phases: Vec<PhaseResult>,
     pub samples: Vec<Sample>,
+    /// Scenario-level figures (S7: load rate, RSS and disk after the load, ...).
+    pub extra: BTreeMap<String, f64>,
+    /// S7 under `compare`: the timed kill -9 restarts.
+    pub restarts: Vec<RestartResult>,
+    /// S7 under `compare`: why the restarts could not be timed (the comparison then fails).
+    pub restart_error: Option<String>,
 }
 
 impl Summary {
@@ -126,6 +134,9 @@ impl Summary {
             preload_s: r.preload_s,
             phases: r.phases.clone(),
             samples,
+            extra: r.extra.clone(),
+            restarts: Vec::new(),
+            restart_error: None,
         }
     }
 }
@@ -227,8 +238,13 @@ async fn one_system(
         )
     })?;
     let disk_mib = servers.disk_bytes() as f64 / 1048576.0;
+    let restarts = if opts.params.scenario == ScenarioId::S7 {
+        Some(restart::s7_cycles(&mut topo, &dial, &opts.params).await)
+    } else {
+        None
+    };
     tokio::task::spawn_blocking(move || topo.stop()).await??;
-    let s = Summary::new(
+    let mut s = Summary::new(
         bin.display().to_string(),
         version,
         opts.members,
@@ -237,6 +253,11 @@ async fn one_system(
         peak,
         disk_mib,
     );
+    match restarts {
+        Some(Ok(v)) => s.restarts = v,
+        Some(Err(e)) => s.restart_error = Some(format!("{e:#}")),
+        None => {}
+    }
     eprintln!(
         "compare {}: {name}: {:.0} ops/s, p99 {:.2} ms, lost events {}, peak RSS {} MiB",
         opts.params.scenario.id(),
@@ -282,7 +303,13 @@ pub async fn compare_scenario(opts: &ScenarioCompareOpts) -> Result<Value> {
     write_plots(&opts.out, &ok)?;
     let failed: Vec<String> = systems
         .iter()
-        .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e:#}")))
+        .filter_map(|(n, r)| match r {
+            Err(e) => Some(format!("{n}: {e:#}")),
+            Ok(s) => s
+                .restart_error
+                .as_ref()
+                .map(|e| format!("{n}: restart: {e}")),
+        })
         .collect();
     if !failed.is_empty() {
         bail!(
@@ -436,6 +463,35 @@ pub fn write_plots(out: &Path, systems: &[(String, &Summary)]) -> Result<()> {
     ];
     for (f, svg) in files {
         let p = out.join(f);
+        std::fs::write(&p, svg).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if systems.iter().any(|(_, s)| !s.restarts.is_empty()) {
+        let mut series = Vec::new();
+        for (name, s) in systems {
+            type Pick = fn(&RestartResult) -> f64;
+            for (what, f) in [
+                ("ready", (|r| r.ready_s) as Pick),
+                ("listening", |r| r.listening_s),
+            ] {
+                series.push(Series {
+                    name: format!("{name} {what}"),
+                    points: s
+                        .restarts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| ((i + 1) as f64, f(r)))
+                        .collect(),
+                });
+            }
+        }
+        let svg = chart(
+            "kill -9 to listening / to a linearizable read",
+            "restart",
+            "seconds",
+            XAxis::Linear,
+            &series,
+        );
+        let p = out.join("restart.svg");
         std::fs::write(&p, svg).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())

@@ -81,6 +81,11 @@ impl Topology {
             .unwrap_or_else(|e| format!("unknown ({e:#})"))
     }
 
+    /// Member `i` (0-based), e.g. to kill and restart it ([`crate::restart`]).
+    pub fn member_mut(&mut self, i: usize) -> Option<&mut EtcdProcess> {
+        self.members.get_mut(i)
+    }
+
     /// Whether every member still runs.
     pub fn all_running(&mut self) -> bool {
         self.members.iter_mut().all(EtcdProcess::is_running)

@@ -1,4 +1,4 @@
-//! The Kubernetes-shaped scenarios S1–S6 (DESIGN.md section 6).
+//! The Kubernetes-shaped scenarios S1–S6 (DESIGN.md section 6) and S7, scale (issue 12).
 //!
 //! A scenario is a preload followed by measured phases. Each phase is one load loop
 //! ([`crate::phase::drive`], open or closed loop), optionally with a fresh fleet of prefix
@@ -19,6 +19,7 @@ mod s3;
 mod s4;
 mod s5;
 mod s6;
+pub mod s7;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -288,6 +289,7 @@ pub async fn run(mut ctx: Ctx) -> Result<ScenarioResult> {
         ScenarioId::S4 => s4::run(&mut ctx).await?,
         ScenarioId::S5 => s5::run(&mut ctx).await?,
         ScenarioId::S6 => s6::run(&mut ctx).await?,
+        ScenarioId::S7 => s7::run(&mut ctx).await?,
     };
     Ok(ScenarioResult {
         preload_objects: ctx.extra.get("preload_objects").copied().unwrap_or(0.0) as u64,

@@ -17,6 +17,7 @@ pub enum ScenarioId {
     S4,
     S5,
     S6,
+    S7,
 }
 
 impl ScenarioId {
@@ -28,6 +29,7 @@ impl ScenarioId {
             ScenarioId::S4 => "S4 events with leases",
             ScenarioId::S5 => "S5 compaction and space",
             ScenarioId::S6 => "S6 etcd benchmark parity",
+            ScenarioId::S7 => "S7 scale",
         }
     }
     pub fn id(self) -> &'static str {
@@ -38,6 +40,7 @@ impl ScenarioId {
             ScenarioId::S4 => "s4",
             ScenarioId::S5 => "s5",
             ScenarioId::S6 => "s6",
+            ScenarioId::S7 => "s7",
         }
     }
 }
@@ -46,10 +49,10 @@ impl ScenarioId {
 #[derive(Args, Clone, Debug, Default)]
 pub struct ScenarioArgs {
     /// Objects preloaded / in the key space (S1 5000 leases, S2 50000 pods, S3 100000 pods,
-    /// S5 10000 keys).
+    /// S5 10000 keys, S7 1000000 pods).
     #[arg(long)]
     pub objects: Option<u64>,
-    /// Value size in bytes (S1 512, S2/S3/S5 4096, S4 1024, S6 256).
+    /// Value size in bytes (S1 512, S2/S3/S5 4096, S4 1024, S6 256, S7 1024).
     #[arg(long)]
     pub value_size: Option<usize>,
     /// Namespaces the objects are spread over.
@@ -101,6 +104,16 @@ pub struct ScenarioArgs {
     /// Seconds to wait for watchers to catch up after the writes of a phase (default 120).
     #[arg(long)]
     pub drain_secs: Option<f64>,
+    /// S7: kill -9 / restart cycles timed to the first linearizable read (default 3).
+    #[arg(long)]
+    pub restarts: Option<usize>,
+    /// S7: times each LIST shape (count-only, keys-only, unpaged) is sent (default 3).
+    #[arg(long)]
+    pub list_reps: Option<u64>,
+    /// S7: skip the unpaged LIST when its estimated response is larger than this many MiB
+    /// (default 1900: a gRPC message cannot exceed 2 GiB, etcd's send limit is MaxInt32).
+    #[arg(long)]
+    pub max_list_mib: Option<f64>,
 }
 
 /// Resolved parameters of a scenario run.
@@ -128,6 +141,9 @@ pub struct Params {
     pub drain_s: f64,
     /// The load went over TLS (with `compare --tls`: client and peer mTLS on both systems).
     pub tls: bool,
+    pub restarts: usize,
+    pub list_reps: u64,
+    pub max_list_mib: f64,
 }
 
 /// `paged-500` → `ListKind::Paged { limit: 500 }` and so on.
@@ -164,10 +180,11 @@ impl ScenarioArgs {
             S4 => 0,
             S5 => pick(quick, 10_000, 200),
             S6 => pick(quick, 100_000, 1_000),
+            S7 => pick(quick, 1_000_000, 2_000),
         });
         let value_size = self.value_size.unwrap_or(match s {
             S1 => 512,
-            S4 => 1024,
+            S4 | S7 => 1024,
             S6 => 256,
             _ => 4096,
         });
@@ -178,6 +195,7 @@ impl ScenarioArgs {
             S4 => pick(quick, vec![100.0, 300.0], vec![100.0]),
             S5 => pick(quick, vec![1000.0], vec![200.0]),
             S6 => vec![100.0],
+            S7 => vec![],
         });
         let watchers = self.watchers.clone().unwrap_or(match s {
             S1 | S4 => vec![3],
@@ -209,6 +227,7 @@ impl ScenarioArgs {
             rates,
             clients: self.clients.unwrap_or(match s {
                 S6 => pick(quick, 100, 8),
+                S7 => pick(quick, 200, 16),
                 _ => pick(quick, 64, 8),
             }),
             watchers,
@@ -219,6 +238,7 @@ impl ScenarioArgs {
                 S4 => pick(quick, 150.0, 7.0),
                 S5 => pick(quick, 1800.0, 6.0),
                 S6 => pick(quick, 600.0, 60.0),
+                S7 => pick(quick, 7200.0, 300.0),
             }),
             concurrency: self.concurrency.clone().unwrap_or(pick(
                 quick,
@@ -233,14 +253,24 @@ impl ScenarioArgs {
             total: self.total.unwrap_or(pick(quick, 20_000, 300)),
             conns: self.conns.unwrap_or(match s {
                 S6 => pick(quick, 10, 2),
+                S7 => pick(quick, 20, 4),
                 _ => pick(quick, 8, 2),
             }),
-            timeout_s: self.timeout.unwrap_or(if s == S3 { 300.0 } else { 60.0 }),
+            timeout_s: self.timeout.unwrap_or(match s {
+                S3 => 300.0,
+                S7 => 600.0,
+                _ => 60.0,
+            }),
             drain_s: self.drain_secs.unwrap_or(120.0),
             tls: false,
+            restarts: self.restarts.unwrap_or(3),
+            list_reps: self.list_reps.unwrap_or(3),
+            max_list_mib: self.max_list_mib.unwrap_or(1900.0),
         };
         anyhow::ensure!(p.conns >= 1, "--conns must be at least 1");
         anyhow::ensure!(p.phase_secs > 0.0, "--phase-secs must be positive");
+        anyhow::ensure!(p.list_reps >= 1, "--list-reps must be at least 1");
+        anyhow::ensure!(p.max_list_mib >= 0.0, "--max-list-mib must not be negative");
         anyhow::ensure!(
             p.rates.iter().all(|r| *r > 0.0 && r.is_finite()),
             "--rates must be positive"

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::Summary;
-use crate::scenario::Params;
+use crate::scenario::{Params, ScenarioId};
 
 /// Operations per second: whole numbers, except below 10 (LISTs of 100k objects).
 fn ops(v: f64) -> String {
@@ -119,6 +119,9 @@ pub fn render(
             div(x.p99_ms, e.p99_ms),
             div(x.peak_rss_mib.unwrap_or(0.0), e.peak_rss_mib.unwrap_or(0.0))
         );
+    }
+    if p.scenario == ScenarioId::S7 {
+        s.push_str(&super::s7_table::render(p, systems));
     }
     let _ = writeln!(s, "\n## Phases\n");
     let _ = writeln!(
