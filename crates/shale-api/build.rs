@@ -14,7 +14,11 @@
 //!    and `etcdserverpb.WatchResponse` maps to
 //!    [`watch_wire::WireWatchResponse`](src/watch_wire.rs), whose events are
 //!    pre-encoded bytes shared by every watcher they go to. Clients keep the
-//!    ordinary `WatchResponse`; the bytes on the wire are the same.
+//!    ordinary `WatchResponse`; the bytes on the wire are the same. Likewise
+//!    `RangeResponse` and `RangeStreamResponse` map to
+//!    [`range_wire`](src/range_wire.rs)'s types, whose key-values are stored bytes.
+//!    Servers encode with [`wire_codec::WireCodec`](src/wire_codec.rs) (prost's bytes,
+//!    into a buffer reserved to the message's length).
 
 use std::env;
 use std::error::Error;
@@ -73,6 +77,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .build_server(true)
             .build_client(false)
             .build_transport(false)
+            .codec_path("crate::wire_codec::WireCodec")
             .out_dir(&servers_dir);
         let mut packages: Vec<&str> = fds.file.iter().map(|f| f.package()).collect();
         packages.sort_unstable();
@@ -87,6 +92,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             .extern_path(
                 ".etcdserverpb.WatchResponse",
                 "crate::watch_wire::WireWatchResponse",
+            )
+            .extern_path(
+                ".etcdserverpb.RangeResponse",
+                "crate::range_wire::WireRangeResponse",
+            )
+            .extern_path(
+                ".etcdserverpb.RangeStreamResponse",
+                "crate::range_wire::WireRangeStreamResponse",
             )
             .compile_fds(fds)?;
     }

@@ -25,6 +25,9 @@
 //!    The generated Watch *server* (`etcdserverpb::watch_server`) sends
 //!    [`watch_wire::WireWatchResponse`]; the Watch *client* receives the
 //!    ordinary `etcdserverpb::WatchResponse` (same bytes on the wire).
+//! 5. **Pre-encoded range results.** [`range_wire`]: the server's `RangeResponse` and
+//!    `RangeStreamResponse` encodings, whose key-values are the stored record bytes, copied
+//!    once into the wire buffer. Clients receive the ordinary messages.
 //!
 //! ## Features
 //!
@@ -43,8 +46,11 @@
 //!   `InternalResponse.error`) and must never be reused or changed.
 
 pub mod error;
+pub mod range_wire;
 pub mod validate;
 pub mod watch_wire;
+#[cfg(feature = "grpc")]
+pub mod wire_codec;
 
 pub use error::{Code, EtcdError};
 

@@ -7,6 +7,7 @@
 //!   or unsynced (catching up from stored history), progress notifications.
 //! * [`hash`] — etcd-compatible `Hash`/`HashKV` over the stored history.
 //! * [`checkpoint`] — the persisted key index that makes opening independent of data size.
+//! * [`wire_range`] — Range answered with the stored records as its wire encoding (LISTs).
 //!
 //! Nothing here knows about Raft, tokio or gRPC: the state machine drives [`MvccStore`] with
 //! decided commands, and the server wires watchers to streams through [`watch::WatchSink`].
@@ -25,6 +26,7 @@ pub mod revision;
 pub mod store;
 pub mod tree_index;
 pub mod watch;
+pub mod wire_range;
 
 pub use checkpoint::{CheckpointConfig, CheckpointStats, Recovery};
 pub use error::{Error, Result};

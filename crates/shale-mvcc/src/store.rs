@@ -232,6 +232,34 @@ impl Shared {
         }
     }
 
+    /// The revision a read of `rev` (0 or negative: newest) runs at, given the newest
+    /// published revision `cur`; `future revision` / `compacted` when it cannot.
+    pub(crate) fn resolve_rev(&self, rev: i64, cur: i64, compact: i64) -> Result<i64> {
+        if rev > cur {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let at = if rev <= 0 { cur } else { rev };
+        // `compact` is the caller's view: an open batch's own compaction counts for the
+        // requests applied after it in that batch, before it is published.
+        if at < compact.max(self.compact_rev.load(Ordering::Acquire)) {
+            return Err(EtcdError::Compacted.into());
+        }
+        Ok(at)
+    }
+
+    /// The error for a change the index lists at `rev` but storage does not hold: the
+    /// read raced a compaction above `at`, or the data is corrupt.
+    pub(crate) fn missing(&self, key: &[u8], rev: Revision, at: i64) -> Error {
+        if at < self.compact_rev.load(Ordering::Acquire) {
+            return EtcdError::Compacted.into();
+        }
+        Error::Corrupt(format!(
+            "key {:?} revision {} is indexed but not stored",
+            String::from_utf8_lossy(key),
+            rev
+        ))
+    }
+
     pub(crate) fn range_at(
         &self,
         range: &KeyRange,
@@ -240,15 +268,7 @@ impl Shared {
         compact: i64,
         pending: Option<&std::collections::HashMap<Revision, KeyValue>>,
     ) -> Result<RangeResult> {
-        if opts.rev > cur {
-            return Err(EtcdError::FutureRev.into());
-        }
-        let at = if opts.rev <= 0 { cur } else { opts.rev };
-        // `compact` is the caller's view: an open batch's own compaction counts for the
-        // requests applied after it in that batch, before it is published.
-        if at < compact.max(self.compact_rev.load(Ordering::Acquire)) {
-            return Err(EtcdError::Compacted.into());
-        }
+        let at = self.resolve_rev(opts.rev, cur, compact)?;
         if opts.count_only {
             let count = self.index.read().count(range, at);
             return Ok(RangeResult {
@@ -262,16 +282,7 @@ impl Shared {
         for (key, a) in revs {
             match self.fetch(a.modified, pending)? {
                 Some(kv) => kvs.push(kv),
-                None => {
-                    if at < self.compact_rev.load(Ordering::Acquire) {
-                        return Err(EtcdError::Compacted.into());
-                    }
-                    return Err(Error::Corrupt(format!(
-                        "key {:?} revision {} is indexed but not stored",
-                        String::from_utf8_lossy(&key),
-                        a.modified
-                    )));
-                }
+                None => return Err(self.missing(&key, a.modified, at)),
             }
         }
         Ok(RangeResult {

@@ -102,9 +102,20 @@ impl TreeIndex {
 
     /// Visits every key of `range` visible at `at`, in key order, until `f` returns false.
     pub fn visit(&self, range: &KeyRange, at: i64, mut f: impl FnMut(&Bytes, KeyAt) -> bool) {
+        self.visit_entries(range, at, |k, a, _| f(k, a));
+    }
+
+    /// [`TreeIndex::visit`] that also shows each key's whole [`KeyIndex`] (its newest change
+    /// and lease, which may be above `at`).
+    pub fn visit_entries(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        mut f: impl FnMut(&Bytes, KeyAt, &KeyIndex) -> bool,
+    ) {
         for (k, ki) in self.keys.range::<[u8], _>(range.bounds()) {
             if let Some(a) = ki.get(at) {
-                if !f(k, a) {
+                if !f(k, a, ki) {
                     return;
                 }
             }

@@ -98,6 +98,15 @@ pub struct Config {
         default_value_t = 1_572_864
     )]
     pub max_request_bytes: u32,
+    /// Largest Range response the server sends; a larger one fails with gRPC's
+    /// ResourceExhausted, as etcd 3.5's fixed limit (math.MaxInt32) does. Shale only.
+    #[arg(
+        long = "max-response-bytes",
+        env = "SHALE_MAX_RESPONSE_BYTES",
+        default_value_t = 2_147_483_647,
+        hide = true
+    )]
+    pub max_response_bytes: u64,
     /// Maximum number of operations permitted in a transaction.
     #[arg(long = "max-txn-ops", env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u32,

@@ -31,6 +31,8 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_request_bytes: usize,
+    /// Largest Range response sent (`--max-response-bytes`, see [`crate::list`]).
+    pub max_response_bytes: usize,
     pub max_txn_ops: usize,
     pub quota_bytes: u64,
 }

@@ -21,6 +21,8 @@ pub mod ctx;
 pub mod front_door;
 pub mod h2_authority;
 pub mod http;
+pub mod list;
+pub mod list_pool;
 pub mod metrics;
 pub mod probe;
 mod removal;

@@ -340,6 +340,7 @@ impl Member {
         };
         let limits = Limits {
             max_request_bytes: cfg.max_request_bytes as usize,
+            max_response_bytes: cfg.max_response_bytes as usize,
             max_txn_ops: cfg.max_txn_ops as usize,
             quota_bytes: cfg.quota_bytes(),
         };
