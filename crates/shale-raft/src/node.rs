@@ -3,7 +3,7 @@
 //! linearizable read point.
 //!
 //! Data directory layout (`<data-dir>/member/`): `raft/` the durable log, `state/` the sled
-//! state store, `snap/` state machine snapshots.
+//! state store, `snap/` snapshot points (see [`crate::snap_dir`]).
 //!
 //! Writes and linearizable reads work on every member: the leader proposes and confirms
 //! reads itself; a follower sends its proposer's batches and its read-index requests to
