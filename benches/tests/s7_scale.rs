@@ -9,11 +9,11 @@
 //! Skipped, with a message, when etcd is not installed (`bash scripts/install-test-deps.sh`);
 //! fails when the Shale release binary is missing (`cargo build --release -p shale-server`).
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
 use serde_json::Value;
+
+mod common;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -27,23 +27,6 @@ fn binaries() -> Option<()> {
         panic!("the S7 test needs the Shale release binary: {e:#}");
     }
     Some(())
-}
-
-fn compare(extra: &[&str], out: &Path) -> Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_shale-bench"))
-        .args(["compare", "--scenario", "s7", "--quick", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("running shale-bench");
-    assert!(
-        o.status.success(),
-        "shale-bench compare --scenario s7 failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json is JSON")
 }
 
 fn num(v: &Value, what: &str) -> f64 {
@@ -122,7 +105,7 @@ fn s7_scale_small() {
     let Some(()) = binaries() else { return };
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let r = compare(&[], out.path());
+    let r = common::compare_scenario("s7", &[], out.path());
     assert_eq!(r["scenario"].as_str(), Some("s7"));
     assert_eq!(r["params"]["objects"].as_u64(), Some(2000));
     for sys in ["etcd", "shale"] {
@@ -149,7 +132,8 @@ fn s7_skips_an_unpaged_list_over_the_limit() {
     let Some(()) = binaries() else { return };
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let r = compare(
+    let r = common::compare_scenario(
+        "s7",
         &[
             "--objects",
             "300",

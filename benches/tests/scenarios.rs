@@ -27,23 +27,6 @@ fn require_binaries() {
     }
 }
 
-fn compare(scenario: &str, extra: &[&str], out: &Path) -> Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_shale-bench"))
-        .args(["compare", "--scenario", scenario, "--quick", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("running shale-bench");
-    assert!(
-        o.status.success(),
-        "shale-bench compare --scenario {scenario} failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json is JSON")
-}
-
 /// Structure and correctness of one system's summary; `watched` = the scenario has watchers.
 fn check_system(report: &Value, sys: &str, watched: bool) {
     let s = &report["systems"][sys];
@@ -96,7 +79,7 @@ fn scenario(id: &str, watched: bool, extra: &[&str]) -> Value {
     require_binaries();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let r = compare(id, extra, out.path());
+    let r = common::compare_scenario(id, extra, out.path());
     check(&r, id, watched, out.path());
     r
 }

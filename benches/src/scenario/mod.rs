@@ -35,9 +35,9 @@ use crate::continuity::AckTable;
 use crate::kube::{current_revision, Slots};
 use crate::monitor::Servers;
 use crate::objects::{key, Kind, ObjectTemplate};
-use crate::phase::{count_bar, drive, LoadResult, OpGen, Plan};
+use crate::phase::{count_bar, drive, LoadResult, Mode, OpGen, Plan};
 use crate::pool::{kv_client, ClientPool};
-use crate::report::Report;
+use crate::report::{Recorder, Report};
 use crate::watchers::{WatchFleet, WatchSpec, WatchStats};
 pub use params::{Params, ScenarioArgs, ScenarioId};
 
@@ -56,6 +56,29 @@ pub struct PhaseResult {
     /// Why the system could not run this phase (e.g. etcd 3.5 has no RangeStream).
     pub unsupported: Option<String>,
     pub extra: BTreeMap<String, f64>,
+}
+
+impl PhaseResult {
+    /// A phase that was not run against this system, and why (nothing measured).
+    pub fn not_run(name: &str, mode: Mode, why: String) -> Self {
+        let rec = Recorder::new();
+        Self {
+            load: LoadResult {
+                report: rec.report(name, std::time::Duration::ZERO),
+                mode,
+                conflicts: 0,
+                per_second: vec![],
+                recorder: rec,
+            },
+            watch: None,
+            background: None,
+            server_cpu_s: None,
+            server_cpu_ms_per_1k_ops: None,
+            t_start_s: 0.0,
+            unsupported: Some(why),
+            extra: BTreeMap::new(),
+        }
+    }
 }
 
 /// Everything one scenario run produced against one system.

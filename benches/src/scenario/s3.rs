@@ -6,7 +6,6 @@
 //! The summary quotes the first shape at the highest concurrency; peak server RSS is the
 //! figure this scenario is about.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,9 +18,8 @@ use super::params::parse_list;
 use super::{prefix, BgLoad, Ctx, PhaseResult};
 use crate::kube::ListKind;
 use crate::objects::Kind;
-use crate::phase::{LoadResult, Mode, Plan};
+use crate::phase::{Mode, Plan};
 use crate::pool::kv_client;
-use crate::report::Recorder;
 
 /// `None` if the server has RangeStream, else why not.
 async fn range_stream_missing(ctx: &Ctx) -> Option<String> {
@@ -55,7 +53,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
             let name = format!("list {} x{c}", kind.label());
             let mode = Mode::Closed { clients: c };
             if let Some(why) = &missing {
-                ctx.phases.push(unsupported(&name, mode, why.clone()));
+                ctx.phases
+                    .push(PhaseResult::not_run(&name, mode, why.clone()));
                 continue;
             }
             let gen = Arc::new(ListGen::new(prefix(Kind::Pod), kind));
@@ -96,24 +95,4 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
         }
     }
     Ok(headline.unwrap_or(0))
-}
-
-fn unsupported(name: &str, mode: Mode, why: String) -> PhaseResult {
-    let rec = Recorder::new();
-    PhaseResult {
-        load: LoadResult {
-            report: rec.report(name, std::time::Duration::ZERO),
-            mode,
-            conflicts: 0,
-            per_second: vec![],
-            recorder: rec,
-        },
-        watch: None,
-        background: None,
-        server_cpu_s: None,
-        server_cpu_ms_per_1k_ops: None,
-        t_start_s: 0.0,
-        unsupported: Some(why),
-        extra: BTreeMap::new(),
-    }
 }

@@ -33,7 +33,6 @@ use super::{prefix, Ctx, PhaseResult};
 use crate::kube::prefix_end;
 use crate::objects::{key, Kind, ObjectTemplate};
 use crate::phase::{Mode, OpGen, Outcome, Plan};
-use crate::report::Recorder;
 
 /// Extra-map keys of the scenario result (read by the S7 table in the report).
 pub mod keys {
@@ -241,23 +240,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<usize> {
 
 /// A LIST phase that was not sent (too large).
 fn skipped(name: &str, why: String, estimate_mib: f64) -> PhaseResult {
-    let rec = Recorder::new();
-    let mut p = PhaseResult {
-        load: crate::phase::LoadResult {
-            report: rec.report(name, Duration::ZERO),
-            mode: Mode::Closed { clients: 1 },
-            conflicts: 0,
-            per_second: vec![],
-            recorder: rec,
-        },
-        watch: None,
-        background: None,
-        server_cpu_s: None,
-        server_cpu_ms_per_1k_ops: None,
-        t_start_s: 0.0,
-        unsupported: Some(why),
-        extra: Default::default(),
-    };
+    let mut p = PhaseResult::not_run(name, Mode::Closed { clients: 1 }, why);
     p.extra
         .insert("estimated_response_mib".into(), estimate_mib);
     p

@@ -1,6 +1,30 @@
-//! Checks shared by the harness's smoke tests: one system's summary in a report.
+//! Helpers shared by the harness's tests: running a scenario compare, and checking one
+//! system's summary in a report. (Each test binary uses a part of them.)
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
+
+/// Runs `shale-bench compare --scenario <scenario> --quick --out <out> <extra…>` and returns
+/// its `report.json`; fails the test with the tool's stderr when it fails.
+pub fn compare_scenario(scenario: &str, extra: &[&str], out: &Path) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_shale-bench"))
+        .args(["compare", "--scenario", scenario, "--quick", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("running shale-bench");
+    assert!(
+        o.status.success(),
+        "shale-bench compare --scenario {scenario} failed: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
 
 /// `systems.<sys>` of `report`: present, every field of `fields` a finite number >= 0, some
 /// throughput, and no failed request (`context` names what to print on failure).

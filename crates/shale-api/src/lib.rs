@@ -45,6 +45,7 @@
 //! * `EtcdError::code_number()` values are persisted (in
 //!   `InternalResponse.error`) and must never be reused or changed.
 
+pub mod encoded;
 pub mod error;
 pub mod range_wire;
 pub mod validate;

@@ -29,6 +29,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
+use crate::encoded::{self, Encoded};
 use crate::etcdserverpb::{RangeResponse, RangeStreamResponse, ResponseHeader};
 use crate::mvccpb::KeyValue;
 
@@ -38,72 +39,35 @@ const KVS_TAG: u32 = 2;
 const VALUE_TAG: u32 = 5;
 
 /// One `mvccpb.KeyValue`, protobuf-encoded (no tag or length prefix); clones share the bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EncodedKv(Bytes);
+pub type EncodedKv = Encoded<KeyValue>;
 
-impl EncodedKv {
-    /// Encodes `kv`.
-    pub fn encode(kv: &KeyValue) -> Self {
-        let mut buf = BytesMut::with_capacity(kv.encoded_len());
-        kv.encode_raw(&mut buf);
-        Self(buf.freeze())
-    }
-
-    /// Wraps bytes that hold one encoded `mvccpb.KeyValue` (not checked).
-    pub fn from_bytes(bytes: Bytes) -> Self {
-        Self(bytes)
-    }
-
-    /// The encoded key-value.
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// Length of the encoding; what `prost::Message::encoded_len` gives for the key-value.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
+impl Encoded<KeyValue> {
     /// The encoding of the same key-value with an empty value (field 5 dropped). Fails on
     /// bytes that are not a well-formed protobuf message.
     pub fn without_value(&self) -> Result<Self, MalformedKv> {
-        let mut rest: &[u8] = &self.0;
+        let all: &[u8] = self.bytes();
+        let mut rest = all;
         let mut out = BytesMut::new();
         let mut copied_all = true;
         while !rest.is_empty() {
-            let start = self.0.len() - rest.len();
+            let start = all.len() - rest.len();
             let (tag, wire_type) = encoding::decode_key(&mut rest).map_err(MalformedKv::from)?;
             skip_value(wire_type, &mut rest)?;
-            let end = self.0.len() - rest.len();
+            let end = all.len() - rest.len();
             if tag == VALUE_TAG {
                 if copied_all {
-                    out.reserve(self.0.len());
-                    out.put_slice(&self.0[..start]);
+                    out.reserve(all.len());
+                    out.put_slice(&all[..start]);
                     copied_all = false;
                 }
             } else if !copied_all {
-                out.put_slice(&self.0[start..end]);
+                out.put_slice(&all[start..end]);
             }
         }
         if copied_all {
             return Ok(self.clone());
         }
-        Ok(Self(out.freeze()))
-    }
-
-    /// Decodes the key-value (tests, sorting and filtering).
-    pub fn decode(&self) -> Result<KeyValue, DecodeError> {
-        KeyValue::decode(self.0.clone())
-    }
-
-    fn field_len(&self) -> usize {
-        encoding::key_len(KVS_TAG)
-            + encoding::encoded_len_varint(self.0.len() as u64)
-            + self.0.len()
+        Ok(Self::from_bytes(out.freeze()))
     }
 }
 
@@ -182,15 +146,12 @@ impl WireRangeResponse {
 
     /// Encoded length of field 2 for `kv`: what one key-value adds to the response.
     pub fn kv_field_len(kv: &EncodedKv) -> usize {
-        kv.field_len()
+        kv.field_len(KVS_TAG)
     }
 }
 
 fn named(field: &'static str) -> impl FnOnce(DecodeError) -> DecodeError {
-    move |mut e| {
-        e.push("RangeResponse", field);
-        e
-    }
+    encoded::named("RangeResponse", field)
 }
 
 impl Message for WireRangeResponse {
@@ -200,9 +161,7 @@ impl Message for WireRangeResponse {
             encoding::message::encode(1, h, buf);
         }
         for kv in &self.kvs {
-            encoding::encode_key(KVS_TAG, WireType::LengthDelimited, buf);
-            encoding::encode_varint(kv.0.len() as u64, buf);
-            buf.put_slice(&kv.0);
+            kv.encode_field(KVS_TAG, buf);
         }
         if self.more {
             encoding::bool::encode(3, &self.more, buf);
@@ -230,7 +189,7 @@ impl Message for WireRangeResponse {
             KVS_TAG => {
                 let mut kv = Bytes::new();
                 encoding::bytes::merge(wire_type, &mut kv, buf, ctx).map_err(named("kvs"))?;
-                self.kvs.push(EncodedKv(kv));
+                self.kvs.push(EncodedKv::from_bytes(kv));
                 Ok(())
             }
             3 => encoding::bool::merge(wire_type, &mut self.more, buf, ctx).map_err(named("more")),
@@ -242,7 +201,7 @@ impl Message for WireRangeResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        let kvs: usize = self.kvs.iter().map(EncodedKv::field_len).sum();
+        let kvs: usize = self.kvs.iter().map(|kv| kv.field_len(KVS_TAG)).sum();
         self.header
             .as_ref()
             .map_or(0, |h| encoding::message::encoded_len(1, h))

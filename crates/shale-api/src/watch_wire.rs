@@ -27,6 +27,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
+use crate::encoded::{self, Encoded};
 use crate::etcdserverpb::{ResponseHeader, WatchResponse};
 use crate::mvccpb::{Event, KeyValue};
 
@@ -36,50 +37,17 @@ const EVENTS_TAG: u32 = 11;
 const PREV_KV_TAG: u32 = 3;
 
 /// One `mvccpb.Event`, protobuf-encoded once; clones share the bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EncodedEvent(Bytes);
+pub type EncodedEvent = Encoded<Event>;
 
-impl EncodedEvent {
-    /// Encodes `ev`.
-    pub fn encode(ev: &Event) -> Self {
-        let mut buf = BytesMut::with_capacity(ev.encoded_len());
-        ev.encode_raw(&mut buf);
-        Self(buf.freeze())
-    }
-
+impl Encoded<Event> {
     /// The encoding of this event with `prev_kv` set to `prev`. `self` must have been encoded
     /// without a `prev_kv`.
     pub fn with_prev_kv(&self, prev: &KeyValue) -> Self {
-        let mut buf = BytesMut::with_capacity(
-            self.0.len() + encoding::message::encoded_len(PREV_KV_TAG, prev),
-        );
-        buf.put_slice(&self.0);
+        let mut buf =
+            BytesMut::with_capacity(self.len() + encoding::message::encoded_len(PREV_KV_TAG, prev));
+        buf.put_slice(self.bytes());
         encoding::message::encode(PREV_KV_TAG, prev, &mut buf);
-        Self(buf.freeze())
-    }
-
-    /// Wraps bytes that hold one encoded `mvccpb.Event` (not checked).
-    pub fn from_bytes(bytes: Bytes) -> Self {
-        Self(bytes)
-    }
-
-    /// The encoded event (no tag or length prefix).
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// Length of the encoded event; what `prost::Message::encoded_len` gives for the event.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Decodes the event (tests and diagnostics; the server never needs to).
-    pub fn decode(&self) -> Result<Event, DecodeError> {
-        Event::decode(self.0.clone())
+        Self::from_bytes(buf.freeze())
     }
 }
 
@@ -132,10 +100,7 @@ impl WireWatchResponse {
 }
 
 fn named(field: &'static str) -> impl FnOnce(DecodeError) -> DecodeError {
-    move |mut e| {
-        e.push("WatchResponse", field);
-        e
-    }
+    encoded::named("WatchResponse", field)
 }
 
 impl Message for WireWatchResponse {
@@ -163,9 +128,7 @@ impl Message for WireWatchResponse {
             encoding::bool::encode(7, &self.fragment, buf);
         }
         for ev in &self.events {
-            encoding::encode_key(EVENTS_TAG, WireType::LengthDelimited, buf);
-            encoding::encode_varint(ev.0.len() as u64, buf);
-            buf.put_slice(&ev.0);
+            ev.encode_field(EVENTS_TAG, buf);
         }
     }
 
@@ -199,7 +162,7 @@ impl Message for WireWatchResponse {
             EVENTS_TAG => {
                 let mut ev = Bytes::new();
                 encoding::bytes::merge(wire_type, &mut ev, buf, ctx).map_err(named("events"))?;
-                self.events.push(EncodedEvent(ev));
+                self.events.push(EncodedEvent::from_bytes(ev));
                 Ok(())
             }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
@@ -207,15 +170,7 @@ impl Message for WireWatchResponse {
     }
 
     fn encoded_len(&self) -> usize {
-        let events: usize = self
-            .events
-            .iter()
-            .map(|ev| {
-                encoding::key_len(EVENTS_TAG)
-                    + encoding::encoded_len_varint(ev.0.len() as u64)
-                    + ev.0.len()
-            })
-            .sum();
+        let events: usize = self.events.iter().map(|ev| ev.field_len(EVENTS_TAG)).sum();
         self.header
             .as_ref()
             .map_or(0, |h| encoding::message::encoded_len(1, h))
