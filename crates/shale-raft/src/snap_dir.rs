@@ -44,7 +44,8 @@ impl SnapDir {
     /// Opens (creating it if needed) `dir` and removes leftovers of interrupted work.
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        for name in ["sending.tmp", "building.tmp", "receiving.tmp.done"] {
+        // `building.tmp`: a copy interrupted by a crash in versions that wrote one per point.
+        for name in ["sending.tmp", "building.tmp"] {
             let _ = std::fs::remove_file(dir.join(name));
         }
         Ok(Self { dir })
